@@ -1,0 +1,499 @@
+"""Neural-network operators of `kiln.npx`: dense layers, softmax, normalisation, dropout,
+embeddings and index picking. Convolution and pooling live in `conv.py`.
+"""
+
+from __future__ import annotations
+
+import numpy as _np
+
+from .. import autograd as _autograd
+from ..base import KilnError, ShapeError
+from ..ndarray import apply, assign
+from .registry import Aval, Op
+from . import elementwise as _ew
+from . import linalg as _linalg
+from . import reduce as _reduce
+from . import shape as _shape
+
+
+def _prod(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+# ----------------------------------------------------------------------------------------------
+# fully connected
+# ----------------------------------------------------------------------------------------------
+
+class FullyConnected(Op):
+    """y = x W^T + b, with W of shape (num_hidden, in_units).
+
+    `flatten=True` folds every axis after the first into the input features (MXNet's default);
+    `flatten=False` applies the layer to the last axis only.
+    """
+
+    name = "fully_connected"
+    mx_name = "FullyConnected"
+    attrs = {"num_hidden": 0, "no_bias": False, "flatten": True}
+    inputs = ("data", "weight", "bias")
+
+    def impl(x, w, b=None, *, num_hidden, no_bias, flatten):
+        if flatten and x.ndim != 2:
+            x = x.reshape(x.shape[0], -1)
+        y = _np.matmul(x, w.T)
+        if b is not None:
+            y += b
+        return y
+
+    def infer(x, w, b=None, *, num_hidden, no_bias, flatten):
+        in_units = _prod(x.shape[1:]) if flatten else x.shape[-1]
+        if tuple(w.shape) != (num_hidden, in_units):
+            raise ShapeError(f"fully_connected: weight of shape {tuple(w.shape)} for input "
+                             f"{tuple(x.shape)}; expected ({num_hidden}, {in_units})")
+        if b is not None and tuple(b.shape) != (num_hidden,):
+            raise ShapeError(f"fully_connected: bias of shape {tuple(b.shape)}, expected "
+                             f"({num_hidden},)")
+        shape = (x.shape[0], num_hidden) if flatten else tuple(x.shape[:-1]) + (num_hidden,)
+        return Aval(shape, _np.result_type(x.dtype, w.dtype))
+
+    def grad(inputs, outputs, cts, *, num_hidden, no_bias, flatten):
+        x, w = inputs[0], inputs[1]
+        g = cts[0]
+        x_shape = tuple(x.shape)
+        if flatten:
+            x2 = _shape.reshape(x, (x_shape[0], -1)) if len(x_shape) != 2 else x
+            g2 = g
+        else:
+            x2 = _shape.reshape(x, (-1, x_shape[-1]))
+            g2 = _shape.reshape(g, (-1, num_hidden))
+        gx = _linalg.matmul(g2, w)
+        if tuple(gx.shape) != x_shape:
+            gx = _shape.reshape(gx, x_shape)
+        gw = _linalg.matmul(_shape.transpose(g2), x2)
+        grads = [gx, gw]
+        if len(inputs) > 2 and inputs[2] is not None:
+            grads.append(_reduce.sum(g2, axis=0))
+        return tuple(grads)
+
+
+def fully_connected(x, weight, bias=None, num_hidden: int | None = None, no_bias: bool = False,
+                    flatten: bool = True):
+    """Dense layer: x W^T + b. `num_hidden` defaults to the weight's first dimension."""
+    if num_hidden is None:
+        num_hidden = weight.shape[0]
+    attrs = {"num_hidden": int(num_hidden), "no_bias": bool(no_bias or bias is None),
+             "flatten": bool(flatten)}
+    if bias is None or no_bias:
+        return apply(FullyConnected, (x, weight), attrs)
+    return apply(FullyConnected, (x, weight, bias), attrs)
+
+
+# ----------------------------------------------------------------------------------------------
+# activations and softmax
+# ----------------------------------------------------------------------------------------------
+
+_ACTIVATIONS = ("relu", "sigmoid", "tanh", "softrelu", "softsign", "log_sigmoid", "mish")
+
+
+def activation(data, act_type: str = "relu"):
+    """Apply the activation named `act_type` (MXNet's Activation operator)."""
+    if act_type == "relu":
+        return _ew.relu(data)
+    if act_type == "sigmoid":
+        return _ew.sigmoid(data)
+    if act_type == "tanh":
+        return _ew.tanh(data)
+    if act_type == "softrelu":
+        return _ew.softrelu(data)
+    if act_type == "softsign":
+        return _ew.softsign(data)
+    if act_type == "log_sigmoid":
+        return -_ew.softrelu(-data)
+    if act_type == "mish":
+        return data * _ew.tanh(_ew.softrelu(data))
+    raise KilnError(f"activation: unknown act_type {act_type!r}; choose one of {_ACTIVATIONS}")
+
+
+class Softmax(Op):
+    name = "softmax"
+    mx_name = "softmax"
+    attrs = {"axis": -1, "temperature": None}
+    save_outputs = True
+
+    def impl(x, *, axis, temperature):
+        if temperature is not None and temperature != 1.0:
+            x = x / temperature
+        z = x - _np.max(x, axis=axis, keepdims=True)
+        _np.exp(z, out=z)
+        z /= _np.sum(z, axis=axis, keepdims=True)
+        return z
+
+    def infer(x, *, axis, temperature):
+        return Aval(x.shape, x.dtype if x.dtype.kind == "f" else _np.dtype(_np.float32))
+
+    def grad(inputs, outputs, cts, *, axis, temperature):
+        y = outputs[0]
+        g = cts[0]
+        gx = y * (g - _reduce.sum(g * y, axis=axis, keepdims=True))
+        if temperature is not None and temperature != 1.0:
+            gx = gx / temperature
+        return (gx,)
+
+
+class LogSoftmax(Op):
+    name = "log_softmax"
+    mx_name = "log_softmax"
+    attrs = {"axis": -1, "temperature": None}
+    save_outputs = True
+
+    def impl(x, *, axis, temperature):
+        if temperature is not None and temperature != 1.0:
+            x = x / temperature
+        z = x - _np.max(x, axis=axis, keepdims=True)
+        z -= _np.log(_np.sum(_np.exp(z), axis=axis, keepdims=True))
+        return z
+
+    def infer(x, *, axis, temperature):
+        return Aval(x.shape, x.dtype if x.dtype.kind == "f" else _np.dtype(_np.float32))
+
+    def grad(inputs, outputs, cts, *, axis, temperature):
+        y = outputs[0]
+        g = cts[0]
+        gx = g - _ew.exp(y) * _reduce.sum(g, axis=axis, keepdims=True)
+        if temperature is not None and temperature != 1.0:
+            gx = gx / temperature
+        return (gx,)
+
+
+def softmax(data, axis: int = -1, temperature: float | None = None, **_mxnet_only):
+    """exp(x) / sum(exp(x)) along `axis`, computed stably."""
+    return apply(Softmax, (data,), {"axis": int(axis), "temperature": temperature})
+
+
+def log_softmax(data, axis: int = -1, temperature: float | None = None, **_mxnet_only):
+    """log(softmax(x)) along `axis`, computed stably."""
+    return apply(LogSoftmax, (data,), {"axis": int(axis), "temperature": temperature})
+
+
+# ----------------------------------------------------------------------------------------------
+# dropout
+# ----------------------------------------------------------------------------------------------
+
+class Dropout(Op):
+    """Zero each element with probability p and scale the rest by 1/(1-p).
+
+    Outputs (result, mask); the mask (already scaled) is what the gradient multiplies by.
+    `axes` share one draw along those axes (variational dropout).
+    """
+
+    name = "dropout"
+    mx_name = "Dropout"
+    attrs = {"p": 0.5, "axes": ()}
+    num_outputs = 2
+    random = True
+    save_outputs = True
+
+    def impl(x, *, p, axes):
+        from .random import generator
+
+        shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+        dtype = x.dtype if x.dtype.kind == "f" else _np.float32
+        keep = generator().random(shape, dtype=_np.float32) >= p
+        mask = keep.astype(dtype) * dtype.type(1.0 / (1.0 - p)) if p < 1 else \
+            _np.zeros(shape, dtype)
+        return x * mask, mask
+
+    def infer(x, *, p, axes):
+        shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+        return Aval(x.shape, x.dtype), Aval(shape, x.dtype)
+
+    def grad(inputs, outputs, cts, *, p, axes):
+        return (cts[0] * outputs[1],)
+
+
+def dropout(data, p: float = 0.5, mode: str = "training", axes=(), **_mxnet_only):
+    """Dropout in training mode (or always, with mode='always'); identity otherwise."""
+    if not 0.0 <= p <= 1.0:
+        raise KilnError(f"dropout: p must be in [0, 1], not {p}")
+    if p == 0.0 or (mode == "training" and not _autograd.STATE.training):
+        return data
+    axes = tuple(a % len(data.shape) for a in axes)
+    return apply(Dropout, (data,), {"p": float(p), "axes": axes})[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# normalisation
+# ----------------------------------------------------------------------------------------------
+
+def _channel_shape(ndim: int, axis: int, c: int) -> tuple:
+    shape = [1] * ndim
+    shape[axis] = c
+    return tuple(shape)
+
+
+class BatchNorm(Op):
+    """Batch normalisation over every axis but `axis`.
+
+    Outputs (y, mean, var): with `training`, the statistics of this batch (the caller folds
+    them into the running averages); otherwise the running statistics that were used.
+    """
+
+    name = "batch_norm"
+    mx_name = "BatchNorm"
+    attrs = {"eps": 1e-3, "fix_gamma": True, "axis": 1, "training": False}
+    inputs = ("data", "gamma", "beta", "moving_mean", "moving_var")
+    num_outputs = 3
+    save_outputs = True
+
+    def impl(x, gamma, beta, running_mean, running_var, *, eps, fix_gamma, axis, training):
+        ax = axis % x.ndim
+        bshape = _channel_shape(x.ndim, ax, x.shape[ax])
+        if training:
+            axes = tuple(i for i in range(x.ndim) if i != ax)
+            mean = x.mean(axis=axes)
+            var = x.var(axis=axes)
+        else:
+            mean, var = running_mean, running_var
+        inv_std = 1.0 / _np.sqrt(var + eps)
+        scale = inv_std if fix_gamma else gamma * inv_std
+        shift = beta - mean * scale
+        y = x * scale.reshape(bshape).astype(x.dtype, copy=False)
+        y += shift.reshape(bshape).astype(x.dtype, copy=False)
+        return y, _np.asarray(mean, dtype=x.dtype), _np.asarray(var, dtype=x.dtype)
+
+    def infer(x, gamma, beta, running_mean, running_var, *, eps, fix_gamma, axis, training):
+        c = x.shape[axis % len(x.shape)]
+        for name, p in (("gamma", gamma), ("beta", beta), ("moving_mean", running_mean),
+                        ("moving_var", running_var)):
+            if tuple(p.shape) != (c,):
+                raise ShapeError(f"batch_norm: {name} has shape {tuple(p.shape)}, expected "
+                                 f"({c},) for input {tuple(x.shape)} (axis {axis})")
+        stat = Aval((c,), x.dtype)
+        return Aval(x.shape, x.dtype), stat, stat
+
+    def grad(inputs, outputs, cts, *, eps, fix_gamma, axis, training):
+        x, gamma = inputs[0], inputs[1]
+        _, mean, var = outputs
+        g = cts[0]
+        ndim = len(x.shape)
+        ax = axis % ndim
+        c = x.shape[ax]
+        bshape = _channel_shape(ndim, ax, c)
+        axes = tuple(i for i in range(ndim) if i != ax)
+        n = _prod(x.shape) // c
+        inv_std = _shape.reshape(1.0 / _ew.sqrt(var + eps), bshape)
+        xhat = (x - _shape.reshape(mean, bshape)) * inv_std
+        gbeta = _reduce.sum(g, axis=axes)
+        ggamma = _reduce.sum(g * xhat, axis=axes)
+        scale = inv_std if fix_gamma else _shape.reshape(gamma, bshape) * inv_std
+        if training:
+            gx = scale * (g - _shape.reshape(gbeta, bshape) / n
+                          - xhat * _shape.reshape(ggamma, bshape) / n)
+        else:
+            gx = g * scale
+        return (gx, None if fix_gamma else ggamma, gbeta, None, None)
+
+
+def batch_norm(x, gamma, beta, running_mean, running_var, eps: float = 1e-3,
+               momentum: float = 0.9, fix_gamma: bool = True, use_global_stats: bool = False,
+               output_mean_var: bool = False, axis: int = 1, **_mxnet_only):
+    """Batch normalisation. In training mode it normalises with the batch statistics and
+    updates `running_mean`/`running_var` in place (running = momentum * running +
+    (1 - momentum) * batch); otherwise it uses the running statistics."""
+    training = _autograd.STATE.training and not use_global_stats
+    y, mean, var = apply(BatchNorm, (x, gamma, beta, running_mean, running_var),
+                         {"eps": float(eps), "fix_gamma": bool(fix_gamma), "axis": int(axis),
+                          "training": training})
+    if training:
+        with _autograd.pause():
+            assign(running_mean, running_mean * momentum + _ew.stop_gradient(mean) * (1 - momentum))
+            assign(running_var, running_var * momentum + _ew.stop_gradient(var) * (1 - momentum))
+    if output_mean_var:
+        return y, mean, var
+    return y
+
+
+class LayerNorm(Op):
+    """Normalise over `axis`, then scale by gamma and shift by beta. Outputs (y, mean, std)."""
+
+    name = "layer_norm"
+    mx_name = "LayerNorm"
+    attrs = {"axis": -1, "eps": 1e-5}
+    inputs = ("data", "gamma", "beta")
+    num_outputs = 3
+    save_outputs = True
+
+    def impl(x, gamma, beta, *, axis, eps):
+        mean = x.mean(axis=axis, keepdims=True)
+        centered = x - mean
+        std = _np.sqrt((centered * centered).mean(axis=axis, keepdims=True) + eps)
+        ax = axis % x.ndim
+        bshape = _channel_shape(x.ndim, ax, x.shape[ax])
+        y = centered / std * gamma.reshape(bshape) + beta.reshape(bshape)
+        return y.astype(x.dtype, copy=False), mean, std
+
+    def infer(x, gamma, beta, *, axis, eps):
+        ax = axis % len(x.shape)
+        c = x.shape[ax]
+        if tuple(gamma.shape) != (c,) or tuple(beta.shape) != (c,):
+            raise ShapeError(f"layer_norm: gamma {tuple(gamma.shape)} and beta "
+                             f"{tuple(beta.shape)} must have shape ({c},)")
+        stat = Aval(tuple(1 if i == ax else d for i, d in enumerate(x.shape)), x.dtype)
+        return Aval(x.shape, x.dtype), stat, stat
+
+    def grad(inputs, outputs, cts, *, axis, eps):
+        x, gamma = inputs[0], inputs[1]
+        _, mean, std = outputs
+        g = cts[0]
+        ndim = len(x.shape)
+        ax = axis % ndim
+        bshape = _channel_shape(ndim, ax, x.shape[ax])
+        other = tuple(i for i in range(ndim) if i != ax)
+        xhat = (x - mean) / std
+        gxhat = g * _shape.reshape(gamma, bshape)
+        gx = (gxhat - _reduce.mean(gxhat, axis=ax, keepdims=True)
+              - xhat * _reduce.mean(gxhat * xhat, axis=ax, keepdims=True)) / std
+        return (gx, _reduce.sum(g * xhat, axis=other), _reduce.sum(g, axis=other))
+
+
+def layer_norm(data, gamma, beta, axis: int = -1, eps: float = 1e-5,
+               output_mean_var: bool = False):
+    y, mean, std = apply(LayerNorm, (data, gamma, beta), {"axis": int(axis), "eps": float(eps)})
+    return (y, mean, std) if output_mean_var else y
+
+
+# ----------------------------------------------------------------------------------------------
+# embeddings, one-hot, pick
+# ----------------------------------------------------------------------------------------------
+
+class Embedding(Op):
+    """Rows of `weight` at integer `data` (clipped into range)."""
+
+    name = "embedding"
+    mx_name = "Embedding"
+    attrs = {"input_dim": 0, "output_dim": 0}
+    inputs = ("data", "weight")
+
+    def impl(indices, weight, *, input_dim, output_dim):
+        return _np.take(weight, indices.astype(_np.int64, copy=False), axis=0, mode="clip")
+
+    def infer(indices, weight, *, input_dim, output_dim):
+        if tuple(weight.shape) != (input_dim, output_dim):
+            raise ShapeError(f"embedding: weight of shape {tuple(weight.shape)}, expected "
+                             f"({input_dim}, {output_dim})")
+        return Aval(tuple(indices.shape) + (output_dim,), weight.dtype)
+
+    def grad(inputs, outputs, cts, *, input_dim, output_dim):
+        return (None, _shape.index_add(cts[0], inputs[0], 0, input_dim, "clip"))
+
+
+def embedding(data, weight, input_dim: int | None = None, output_dim: int | None = None,
+              dtype=None, sparse_grad: bool = False, **_mxnet_only):
+    input_dim = weight.shape[0] if input_dim is None else input_dim
+    output_dim = weight.shape[1] if output_dim is None else output_dim
+    return apply(Embedding, (data, weight),
+                 {"input_dim": int(input_dim), "output_dim": int(output_dim)})
+
+
+class OneHot(Op):
+    name = "one_hot"
+    mx_name = "one_hot"
+    attrs = {"depth": 1, "on_value": 1.0, "off_value": 0.0, "dtype": "float32"}
+    inputs = ("indices",)
+    differentiable = False
+
+    def impl(indices, *, depth, on_value, off_value, dtype):
+        idx = indices.astype(_np.int64, copy=False)
+        hot = idx[..., None] == _np.arange(depth)
+        out = _np.where(hot, _np.asarray(on_value, dtype), _np.asarray(off_value, dtype))
+        return out.astype(dtype, copy=False)
+
+    def infer(indices, *, depth, on_value, off_value, dtype):
+        return Aval(tuple(indices.shape) + (depth,), _np.dtype(dtype))
+
+
+def one_hot(indices, depth: int, on_value: float = 1.0, off_value: float = 0.0,
+            dtype="float32"):
+    return apply(OneHot, (indices,), {"depth": int(depth), "on_value": float(on_value),
+                                      "off_value": float(off_value),
+                                      "dtype": _np.dtype(dtype).name})
+
+
+class Pick(Op):
+    """data[..., index[...], ...] along `axis`: one element per position of `index`."""
+
+    name = "pick"
+    mx_name = "pick"
+    attrs = {"axis": -1, "keepdims": False, "mode": "clip"}
+    inputs = ("data", "index")
+
+    def impl(data, index, *, axis, keepdims, mode):
+        ax = axis % data.ndim
+        idx = _pick_index(index, data.shape[ax], mode)
+        out = _np.take_along_axis(data, _np.expand_dims(idx, ax), axis=ax)
+        return out if keepdims else _np.squeeze(out, ax)
+
+    def infer(data, index, *, axis, keepdims, mode):
+        ax = axis % len(data.shape)
+        expected = tuple(d for i, d in enumerate(data.shape) if i != ax)
+        got = tuple(index.shape)
+        if got != expected and got != tuple(1 if i == ax else d for i, d in
+                                            enumerate(data.shape)):
+            raise ShapeError(f"pick: index of shape {got} for data {tuple(data.shape)} along "
+                             f"axis {axis}; expected {expected}")
+        shape = tuple(1 if i == ax else d for i, d in enumerate(data.shape)) if keepdims \
+            else expected
+        return Aval(shape, data.dtype)
+
+    def grad(inputs, outputs, cts, *, axis, keepdims, mode):
+        data, index = inputs
+        return (apply(PickBackward, (cts[0], index),
+                      {"axis": axis, "keepdims": keepdims, "mode": mode,
+                       "shape": tuple(data.shape)}), None)
+
+
+def _pick_index(index, size, mode):
+    idx = _np.asarray(index).astype(_np.int64, copy=False)
+    return _np.clip(idx, 0, size - 1) if mode == "clip" else idx % size
+
+
+class PickBackward(Op):
+    """Scatter `g` into zeros of `shape` at the positions `pick` read."""
+
+    name = "pick_backward"
+    mx_name = "_kiln_pick_backward"
+    attrs = {"axis": -1, "keepdims": False, "mode": "clip", "shape": ()}
+    inputs = ("data", "index")
+
+    def impl(g, index, *, axis, keepdims, mode, shape):
+        ax = axis % len(shape)
+        idx = _np.expand_dims(_pick_index(index, shape[ax], mode), ax) if index.ndim < len(
+            shape) else _pick_index(index, shape[ax], mode)
+        out = _np.zeros(shape, g.dtype)
+        gg = g if keepdims else _np.expand_dims(g, ax)
+        _np.put_along_axis(out, idx, gg, axis=ax)
+        return out
+
+    def infer(g, index, *, axis, keepdims, mode, shape):
+        return Aval(tuple(shape), g.dtype)
+
+    def grad(inputs, outputs, cts, *, axis, keepdims, mode, shape):
+        return (pick(cts[0], inputs[1], axis=axis, keepdims=keepdims, mode=mode), None)
+
+
+def pick(data, index, axis: int = -1, mode: str = "clip", keepdims: bool = False):
+    """Pick one element along `axis` for each position of `index` (e.g. the label's score)."""
+    if mode not in ("clip", "wrap"):
+        raise KilnError(f"pick: mode must be 'clip' or 'wrap', not {mode!r}")
+    return apply(Pick, (data, index), {"axis": int(axis), "keepdims": bool(keepdims),
+                                       "mode": mode})
+
+
+def batch_flatten(x):
+    """Reshape to (batch, everything else)."""
+    return _shape.reshape(x, (x.shape[0], -1))
+
+
+flatten = batch_flatten
