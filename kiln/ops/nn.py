@@ -94,7 +94,7 @@ def fully_connected(x, weight, bias=None, num_hidden: int | None = None, no_bias
 # activations and softmax
 # ----------------------------------------------------------------------------------------------
 
-_ACTIVATIONS = ("relu", "sigmoid", "tanh", "softrelu", "softsign", "log_sigmoid", "mish")
+ACTIVATIONS = ("relu", "sigmoid", "tanh", "softrelu", "softsign", "log_sigmoid", "mish")
 
 
 def activation(data, act_type: str = "relu"):
@@ -113,7 +113,7 @@ def activation(data, act_type: str = "relu"):
         return -_ew.softrelu(-data)
     if act_type == "mish":
         return data * _ew.tanh(_ew.softrelu(data))
-    raise KilnError(f"activation: unknown act_type {act_type!r}; choose one of {_ACTIVATIONS}")
+    raise KilnError(f"activation: unknown act_type {act_type!r}; choose one of {ACTIVATIONS}")
 
 
 class Softmax(Op):

@@ -1,0 +1,5 @@
+"""`kiln.gluon`: MXNet Gluon's high-level interface: blocks, layers, parameters and training."""
+
+from . import nn  # noqa: F401
+from .block import Block, HybridBlock  # noqa: F401
+from .parameter import Constant, Parameter, ParameterDict  # noqa: F401
