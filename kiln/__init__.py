@@ -13,15 +13,19 @@ from . import autograd, base, ops
 from . import ndarray
 from . import numpy as np
 from . import numpy_extension as npx
+from . import symbol
 from .base import KilnError
 from .ndarray import Device, cpu, current_device
+from .jit import jit
 
 nd = ndarray
+sym = symbol
 context = ndarray
 Context = Device
 current_context = current_device
 
 __version__ = "0.1.0"
 
-__all__ = ["np", "npx", "nd", "ndarray", "autograd", "ops", "base", "KilnError", "Device",
+__all__ = ["np", "npx", "nd", "ndarray", "sym", "symbol", "autograd", "ops", "base", "KilnError",
+           "Device",
            "cpu", "current_device"]

@@ -437,9 +437,17 @@ def _index_key(key):
 
 
 def __getattr__(name: str):
-    # `F.np` and `F.npx` in a hybrid_forward that runs eagerly: F is this module.
+    # `F.np`, `F.npx` and MXNet 1.x spellings (`F.FullyConnected`) in a hybrid_forward that runs
+    # eagerly: F is this module.
     if name in ("np", "npx"):
         import kiln
 
         return getattr(kiln, name)
+    if not name.startswith("__"):
+        from .symbol import legacy
+
+        try:
+            return getattr(legacy, name)
+        except AttributeError:
+            pass
     raise AttributeError(f"module 'kiln.ndarray' has no attribute {name!r}")

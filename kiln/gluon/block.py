@@ -384,10 +384,17 @@ class HybridBlock(Block):
         super()._clear_cached()
 
     def __call__(self, *args, **kwargs):
-        if self._active and args and type(args[0]) is ndarray and not _tracing():
-            from .hybrid import call_cached
+        if args:
+            first = args[0]
+            if type(first) is ndarray:
+                if self._active and not _tracing():
+                    return call_cached(self, args, kwargs)
+            elif getattr(first, "_kiln_symbolic", False):
+                with _scope(self.name):  # name the nodes this block records after it
+                    return self._call_eager(args, kwargs)
+        return self._call_eager(args, kwargs)
 
-            return call_cached(self, args, kwargs)
+    def _call_eager(self, args, kwargs):
         if self._forward_pre_hooks or self._forward_hooks:
             return self._call_with_hooks(args, kwargs)
         return self.forward(*args, **kwargs)
@@ -429,3 +436,7 @@ class HybridBlock(Block):
 def _tracing() -> bool:
     hook = _nd.tracing_hook
     return hook is not None and hook.active()
+
+
+from ..symbol.tracing import scope as _scope  # noqa: E402
+from .hybrid import call_cached  # noqa: E402

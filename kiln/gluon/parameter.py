@@ -29,6 +29,12 @@ class Parameter:
         (2, 3)
     """
 
+    #: the trace in progress (kiln.symbol.tracing sets it): data() then returns a variable
+    _tracer = None
+    #: bumped whenever any parameter gets a new array or grad_req: compiled graphs that refer to
+    #: parameter arrays check it before running
+    _epoch = 0
+
     def __init__(self, name: str = "weight", grad_req: str = "write", shape=None,
                  dtype="float32", lr_mult: float = 1.0, wd_mult: float = 1.0, init=None,
                  allow_deferred_init: bool = False, differentiable: bool = True,
@@ -47,8 +53,6 @@ class Parameter:
         self.allow_deferred_init = allow_deferred_init
         self._data: ndarray | None = None
         self._deferred: tuple | None = None     # (initializer, default initializer)
-        # While a block is traced, data() returns this symbol instead of the array.
-        self._trace_symbol = None
 
     @staticmethod
     def _as_shape(shape) -> tuple:
@@ -117,6 +121,7 @@ class Parameter:
         self._set_array(wrap(data))
 
     def _set_array(self, arr: ndarray) -> None:
+        Parameter._epoch += 1
         self._data = arr
         if self._grad_req != "null":
             arr.attach_grad(self._grad_req)
@@ -135,9 +140,9 @@ class Parameter:
     # -- values ---------------------------------------------------------------------------------
     def data(self, ctx=None) -> ndarray:
         """The parameter's array (its symbol while the owning block is being traced)."""
-        sym = self._trace_symbol
-        if sym is not None:
-            return sym
+        tracer = Parameter._tracer
+        if tracer is not None:
+            return tracer.param_symbol(self)
         d = self._data
         if d is None:
             raise self._uninitialized_error()
@@ -199,6 +204,7 @@ class Parameter:
             raise KilnError(f"grad_req must be 'write', 'add' or 'null', not {req!r}")
         if req == self._grad_req:
             return
+        Parameter._epoch += 1
         self._grad_req = req
         if self._data is not None:
             self._data.attach_grad(req)

@@ -90,7 +90,7 @@ class Dense(HybridBlock):
 
     def forward(self, x):
         w = self.weight
-        if w._data is None and w._trace_symbol is None:
+        if w._data is None:
             in_units = _prod(x.shape[1:]) if self._flatten else x.shape[-1]
             w._infer_shape((self._units, in_units))
         bias = self.bias.data() if self.bias is not None else None
@@ -165,7 +165,7 @@ class BatchNorm(HybridBlock):
                                      differentiable=False)
 
     def forward(self, x):
-        if self.gamma._data is None and self.gamma._trace_symbol is None:
+        if self.gamma._data is None:
             c = x.shape[self._axis]
             for p in (self.gamma, self.beta, self.running_mean, self.running_var):
                 p._infer_shape((c,))
@@ -196,7 +196,7 @@ class LayerNorm(HybridBlock):
                               grad_req="write" if center else "null", allow_deferred_init=True)
 
     def forward(self, x):
-        if self.gamma._data is None and self.gamma._trace_symbol is None:
+        if self.gamma._data is None:
             c = x.shape[self._axis]
             self.gamma._infer_shape((c,))
             self.beta._infer_shape((c,))
@@ -231,7 +231,7 @@ class InstanceNorm(HybridBlock):
                               grad_req="write" if center else "null", allow_deferred_init=True)
 
     def forward(self, x):
-        if self.gamma._data is None and self.gamma._trace_symbol is None:
+        if self.gamma._data is None:
             c = x.shape[self._axis]
             self.gamma._infer_shape((c,))
             self.beta._infer_shape((c,))
@@ -253,7 +253,7 @@ class GroupNorm(HybridBlock):
                               grad_req="write" if center else "null", allow_deferred_init=True)
 
     def forward(self, x):
-        if self.gamma._data is None and self.gamma._trace_symbol is None:
+        if self.gamma._data is None:
             c = x.shape[1]
             self.gamma._infer_shape((c,))
             self.beta._infer_shape((c,))

@@ -1,0 +1,84 @@
+"""Backends: turn an optimised graph into something callable.
+
+A backend is an object with a `name` and `compile(graph, bound, options) -> Compiled`. `bound`
+maps some graph inputs (parameters) to the NumPy arrays that hold them: a backend may refer to
+those arrays directly (they are updated in place by optimizers), and the compiled function takes
+only the other inputs. Backends register themselves by name; `get_backend` finds one.
+
+    numpy   one generated Python function over NumPy calls and planned buffers (always present)
+    native  generated C compiled with the system compiler (kiln.backend.native, when available)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from ..base import KilnError
+
+__all__ = ["Backend", "Compiled", "register_backend", "get_backend", "available_backends"]
+
+
+@dataclass
+class Compiled:
+    """A compiled graph. `fn(*free_inputs)` takes and returns NumPy arrays (a tuple)."""
+
+    fn: Callable
+    backend: str
+    source: str = ""
+    free_inputs: list = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+
+    def __call__(self, *args):
+        return self.fn(*args)
+
+
+class Backend(Protocol):
+    name: str
+
+    def compile(self, graph, bound: dict, options: dict) -> Compiled: ...
+
+
+_BACKENDS: dict[str, Callable[[], Backend]] = {}
+
+
+def register_backend(name: str, factory: Callable[[], Backend]) -> None:
+    _BACKENDS[name] = factory
+
+
+def available_backends() -> list[str]:
+    return sorted(_BACKENDS)
+
+
+def get_backend(name: str | None) -> Backend:
+    """The backend called `name`; None means KILN_BACKEND or 'auto'."""
+    name = name or os.environ.get("KILN_BACKEND") or "auto"
+    if name == "auto":
+        name = _auto_choice()
+    if name not in _BACKENDS:
+        _load_optional(name)
+    if name not in _BACKENDS:
+        raise KilnError(f"unknown backend {name!r}; available: {available_backends()}")
+    return _BACKENDS[name]()
+
+
+def _auto_choice() -> str:
+    _load_optional("native")
+    if "native" in _BACKENDS:
+        from .native import native_available
+
+        if native_available():
+            return "native"
+    return "numpy"
+
+
+def _load_optional(name: str) -> None:
+    if name == "native":
+        try:
+            from . import native  # noqa: F401  (registers itself)
+        except ImportError:
+            pass
+
+
+from . import numpy_backend  # noqa: E402,F401  (registers "numpy")

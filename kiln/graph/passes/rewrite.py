@@ -1,0 +1,52 @@
+"""The one way passes change graphs: walk the nodes in order and replace some of them."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..ir import VAR, Graph, Node, Value
+
+
+def rewrite(graph: Graph, visit: Callable[[Node, list[Value]], list[Value] | None]) -> Graph:
+    """A new graph where `visit(node, new_inputs)` may replace each node.
+
+    `visit` returns None to keep the node (re-created only if its inputs changed), or one value
+    per output of the node to use instead. Nodes nobody reads any more drop out.
+    """
+    env: dict[Value, Value] = {Value(n, 0): Value(n, 0) for n in graph.inputs}
+    for n in graph.nodes:
+        if n.op == VAR:
+            continue
+        new_inputs = [env[v] for v in n.inputs]
+        replacement = visit(n, new_inputs)
+        if replacement is None:
+            if all(a == b for a, b in zip(new_inputs, n.inputs)):
+                kept = n
+            else:
+                kept = Node(n.op, new_inputs, n.attrs, n.avals, n.name, n.loc, n.value,
+                            n.subgraphs)
+            for i in range(n.num_outputs):
+                env[Value(n, i)] = Value(kept, i)
+        else:
+            for i, v in enumerate(replacement):
+                env[Value(n, i)] = v
+    return Graph(graph.inputs, [env[v] for v in graph.outputs])
+
+
+def derived(node: Node, op: str, inputs, attrs, avals=None) -> Node:
+    """A new node standing where `node` stood (same name and source line)."""
+    return Node(op, inputs, attrs, avals if avals is not None else node.avals, node.name,
+                node.loc)
+
+
+def build(op_name: str, inputs, attrs: dict, like: Node | None = None) -> Value:
+    """A new node of registry operator `op_name` with inferred output types (first output)."""
+    from ...ops.registry import REGISTRY, Aval
+
+    op = REGISTRY[op_name]
+    full = op.full_attrs(attrs)
+    out = op.infer(*[v.aval for v in inputs], **full)
+    avals = (out,) if isinstance(out, Aval) else tuple(out)
+    node = Node(op_name, inputs, full, avals, like.name if like else None,
+                like.loc if like else None)
+    return Value(node, 0)
