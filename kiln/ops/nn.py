@@ -242,12 +242,17 @@ class BatchNorm(Op):
 
     name = "batch_norm"
     mx_name = "BatchNorm"
-    attrs = {"eps": 1e-3, "fix_gamma": True, "axis": 1, "training": False}
+    # momentum and use_global_stats do not change this node's value (the caller folds the batch
+    # statistics into the running ones); they are kept so exported graphs say how to train.
+    attrs = {"eps": 1e-3, "momentum": 0.9, "fix_gamma": True, "use_global_stats": False,
+             "axis": 1, "training": False}
     inputs = ("data", "gamma", "beta", "moving_mean", "moving_var")
+    aux_inputs = (3, 4)
     num_outputs = 3
     save_outputs = True
 
-    def impl(x, gamma, beta, running_mean, running_var, *, eps, fix_gamma, axis, training):
+    def impl(x, gamma, beta, running_mean, running_var, *, eps, momentum, fix_gamma,
+             use_global_stats, axis, training):
         ax = axis % x.ndim
         bshape = _channel_shape(x.ndim, ax, x.shape[ax])
         if training:
@@ -263,7 +268,8 @@ class BatchNorm(Op):
         y += shift.reshape(bshape).astype(x.dtype, copy=False)
         return y, _np.asarray(mean, dtype=x.dtype), _np.asarray(var, dtype=x.dtype)
 
-    def infer(x, gamma, beta, running_mean, running_var, *, eps, fix_gamma, axis, training):
+    def infer(x, gamma, beta, running_mean, running_var, *, eps, momentum, fix_gamma,
+              use_global_stats, axis, training):
         c = x.shape[axis % len(x.shape)]
         for name, p in (("gamma", gamma), ("beta", beta), ("moving_mean", running_mean),
                         ("moving_var", running_var)):
@@ -273,7 +279,8 @@ class BatchNorm(Op):
         stat = Aval((c,), x.dtype)
         return Aval(x.shape, x.dtype), stat, stat
 
-    def grad(inputs, outputs, cts, *, eps, fix_gamma, axis, training):
+    def grad(inputs, outputs, cts, *, eps, momentum, fix_gamma, use_global_stats, axis,
+             training):
         x, gamma = inputs[0], inputs[1]
         _, mean, var = outputs
         g = cts[0]
@@ -304,8 +311,9 @@ def batch_norm(x, gamma, beta, running_mean, running_var, eps: float = 1e-3,
     (1 - momentum) * batch); otherwise it uses the running statistics."""
     training = _autograd.STATE.training and not use_global_stats
     y, mean, var = apply(BatchNorm, (x, gamma, beta, running_mean, running_var),
-                         {"eps": float(eps), "fix_gamma": bool(fix_gamma), "axis": int(axis),
-                          "training": training})
+                         {"eps": float(eps), "momentum": float(momentum),
+                          "fix_gamma": bool(fix_gamma), "use_global_stats": bool(use_global_stats),
+                          "axis": int(axis), "training": training})
     if training:
         with _autograd.pause():
             assign(running_mean, running_mean * momentum + _ew.stop_gradient(mean) * (1 - momentum))
