@@ -13,10 +13,10 @@ from . import autograd, base, ops
 from . import ndarray
 from . import numpy as np
 from . import numpy_extension as npx
-from . import symbol
+from . import symbol, viz  # noqa: F401
 from .base import KilnError
 from .ndarray import Device, cpu, current_device
-from .jit import jit
+from .jit import jit  # noqa: F401
 
 nd = ndarray
 sym = symbol
