@@ -1,0 +1,207 @@
+"""`python -m bench` (or `kiln bench`): every workload x kiln mode x installed peer, side by side.
+
+    python -m bench                       # all workloads kiln can run now
+    python -m bench W1 W2 --no-peers      # some workloads, kiln only
+    python -m bench --out bench-results   # also write results.json and a bar chart
+
+Peers run in their own environments (`../shared/peers/setup.sh` builds them under
+$KILN_PEERS, default /tmp/kiln-peers) as subprocesses, in the same run as kiln, so ratios compare
+like with like on a shared, noisy machine. Times are per call; the table quotes the median of the
+interleaved rounds and the ratio to the fastest peer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from timing import interleaved  # noqa: E402
+
+PEERS_DIR = os.environ.get("KILN_PEERS", "/tmp/kiln-peers")
+FLOOR_SOURCE = os.path.join(os.path.dirname(os.path.dirname(HERE)), "shared", "peers",
+                            "seed_mlp_floor.c")
+
+
+def run_kiln(names: list[str], scale: float) -> list[dict]:
+    import workloads
+
+    rows = []
+    for name in names:
+        builder = workloads.BUILDERS.get(name)
+        if builder is None:
+            continue
+        try:
+            candidates = builder()
+        except Exception as e:  # noqa: BLE001  (a workload kiln cannot build yet is reported)
+            print(f"  {name}: kiln cannot run this workload: {type(e).__name__}: {e}")
+            continue
+        calls = max(1, int(workloads.CALLS[name] * scale))
+        for mode, r in interleaved(candidates, calls, rounds=7 if calls > 10 else 5,
+                                   warmup=min(20, calls)).items():
+            rows.append({"workload": name, "mode": mode, **r})
+        print(f"  {name}: {len(candidates)} kiln modes timed", flush=True)
+    for mode, seconds in workloads.compile_latency().items():
+        rows.append({"workload": "compile", "mode": mode, "min": seconds, "median": seconds})
+    return rows
+
+
+def run_peer(python: str, script: str, names: list[str], scale: float) -> list[dict]:
+    import workloads
+
+    calls = {n: max(1, int(workloads.CALLS.get(n, 10) * scale)) for n in names}
+    try:
+        proc = subprocess.run([python, os.path.join(HERE, "peers", script), ",".join(names),
+                               json.dumps(calls)], capture_output=True, text=True, timeout=1800)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        print(f"  peer {script} failed: {e}")
+        return []
+    rows = []
+    for line in proc.stdout.splitlines():
+        if line.startswith("{"):
+            row = json.loads(line)
+            if "workload" in row:
+                rows.append(row)
+    if proc.returncode:
+        print(f"  peer {script} exited with {proc.returncode}: {proc.stderr.strip()[-400:]}")
+    return rows
+
+
+def run_floor() -> list[dict]:
+    """The seed MLP as a plain C loop (the hardware floor), when a C compiler is present."""
+    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    if cc is None or not os.path.exists(FLOOR_SOURCE):
+        return []
+    exe = os.path.join(tempfile.mkdtemp(prefix="kiln-floor-"), "floor")
+    subprocess.run([cc, "-O3", "-march=native", "-o", exe, FLOOR_SOURCE], check=True)
+    out = subprocess.run([exe], capture_output=True, text=True, check=True).stdout
+    times = [float(line.split(":")[1].split("us")[0]) * 1e-6 for line in out.splitlines()
+             if line.startswith("C floor")]
+    times.sort()
+    return [{"workload": "W1", "mode": "C floor (seed_mlp_floor.c)", "min": times[0],
+             "median": times[len(times) // 2]}] if times else []
+
+
+def _fmt(seconds: float) -> str:
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:9.1f} us"
+    if seconds < 1:
+        return f"{seconds * 1e3:9.2f} ms"
+    return f"{seconds:9.2f} s "
+
+
+def report(rows: list[dict]) -> str:
+    import workloads
+
+    lines = []
+    by_workload: dict[str, list[dict]] = {}
+    for r in rows:
+        by_workload.setdefault(r["workload"], []).append(r)
+    for name, group in by_workload.items():
+        title = workloads.WORKLOADS.get(name, "compile latency (hybridize -> first result)")
+        lines.append(f"\n{name}: {title}")
+        peers = [r for r in group if not r["mode"].startswith("kiln")]
+        best = min((r["median"] for r in peers), default=None)
+        for r in sorted(group, key=lambda r: r["median"]):
+            ratio = f"   {r['median'] / best:5.2f}x fastest peer" if best else ""
+            lines.append(f"  {r['mode']:44s}{_fmt(r['median'])}  (min {_fmt(r['min']).strip()})"
+                         f"{ratio}")
+    return "\n".join(lines)
+
+
+def write_chart(rows: list[dict], path: str) -> str | None:
+    """A bar chart of kiln's time / fastest peer's per workload (PNG with matplotlib, else SVG)."""
+    bars = []
+    for name in sorted({r["workload"] for r in rows}):
+        group = [r for r in rows if r["workload"] == name]
+        peers = [r["median"] for r in group if not r["mode"].startswith("kiln")]
+        if not peers:
+            continue
+        best = min(peers)
+        bars += [(f"{name} {r['mode'][5:]}", r["median"] / best) for r in group
+                 if r["mode"].startswith("kiln")]
+    if not bars:
+        return None
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return _write_svg(bars, path + ".svg")
+    fig, ax = plt.subplots(figsize=(9, 0.35 * len(bars) + 1))
+    ax.barh([b[0] for b in bars], [b[1] for b in bars],
+            color=["#2ca02c" if b[1] <= 1 else "#d62728" for b in bars])
+    ax.axvline(1.0, color="black", linewidth=1)
+    ax.set_xlabel("kiln time / fastest peer (lower is better)")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path + ".png", dpi=120)
+    return path + ".png"
+
+
+def _write_svg(bars, path: str) -> str:
+    width, row, left = 760, 22, 330
+    scale = (width - left - 40) / max(max(b[1] for b in bars), 1.5)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" '
+             f'height="{row * len(bars) + 40}" font-family="Helvetica" font-size="11">']
+    for i, (label, ratio) in enumerate(bars):
+        y = 10 + i * row
+        color = "#2ca02c" if ratio <= 1 else "#d62728"
+        parts.append(f'<text x="{left - 6}" y="{y + 14}" text-anchor="end">{label}</text>')
+        parts.append(f'<rect x="{left}" y="{y + 3}" width="{ratio * scale:.1f}" height="14" '
+                     f'fill="{color}"/>')
+        parts.append(f'<text x="{left + ratio * scale + 4:.1f}" y="{y + 14}">{ratio:.2f}x'
+                     "</text>")
+    x1 = left + scale
+    parts.append(f'<line x1="{x1:.1f}" y1="5" x2="{x1:.1f}" y2="{row * len(bars) + 15}" '
+                 'stroke="black"/>')
+    parts.append("</svg>")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(parts))
+    return path
+
+
+def main(argv=None) -> int:
+    import workloads
+
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("workloads", nargs="*", default=list(workloads.WORKLOADS))
+    parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply calls per round")
+    parser.add_argument("--out", help="folder for results.json and the chart")
+    args = parser.parse_args(argv)
+    names = args.workloads
+    print(f"kiln benchmarks: {', '.join(names)}")
+    rows = run_kiln(names, args.scale)
+    if not args.no_peers:
+        for env, script in (("tp", "torch_peer.py"), ("mx", "mxnet_peer.py")):
+            python = os.path.join(PEERS_DIR, env, "bin", "python")
+            if os.path.exists(python):
+                print(f"  running peer {script} ...", flush=True)
+                rows += run_peer(python, script, names, args.scale)
+            else:
+                print(f"  (peer env {env} not found under {PEERS_DIR}: "
+                      "../shared/peers/setup.sh builds it)")
+        if "W1" in names:
+            rows += run_floor()
+    print(report(rows))
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "results.json"), "w") as f:
+            json.dump(rows, f, indent=1)
+        chart = write_chart(rows, os.path.join(args.out, "ratios"))
+        if chart:
+            print(f"\nchart: {chart}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

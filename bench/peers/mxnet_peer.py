@@ -1,0 +1,89 @@
+"""Peer workloads on Apache MXNet 1.9.1 (the seed's system), run in its own environment
+(`../shared/peers/setup.sh mx`). Prints one JSON line per measurement.
+
+Usage: python mxnet_peer.py W1,W2,... [calls-json]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from timing import interleaved  # noqa: E402
+
+import mxnet as mx  # noqa: E402
+from mxnet import autograd, gluon, init, np, npx  # noqa: E402
+from mxnet.gluon import nn  # noqa: E402
+
+npx.set_np()
+
+
+def emit(workload, results):
+    for mode, r in results.items():
+        print(json.dumps({"workload": workload, "mode": mode, **r}), flush=True)
+
+
+def _modes(make):
+    eager = make()
+    hybrid = make()
+    hybrid.hybridize()
+    static = make()
+    static.hybridize(static_alloc=True, static_shape=True)
+    return {"mxnet eager": eager, "mxnet hybridize()": hybrid,
+            "mxnet hybridize(static_alloc)": static}
+
+
+def w1(calls):
+    def make():
+        net = nn.HybridSequential()
+        net.add(nn.Dense(256, activation="relu"), nn.Dense(128, activation="relu"),
+                nn.Dense(2))
+        net.initialize()
+        return net
+    x = np.random.normal(size=(1, 512))
+
+    def call(net):
+        def run():
+            net(x)
+            npx.waitall()
+        return run
+    emit("W1", interleaved({k: call(v) for k, v in _modes(make).items()}, calls))
+
+
+def w2(calls):
+    X = np.random.normal(size=(256, 784))
+    Y = np.random.randint(0, 10, size=(256,))
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+
+    def make():
+        net = nn.HybridSequential()
+        net.add(nn.Dense(256, activation="relu"), nn.Dense(128, activation="relu"),
+                nn.Dense(10))
+        net.initialize(init.Xavier())
+        return net
+
+    def step_of(net):
+        trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
+
+        def step():
+            with autograd.record():
+                loss = loss_fn(net(X), Y)
+            loss.backward()
+            trainer.step(256)
+            npx.waitall()
+        return step
+    emit("W2", interleaved({k: step_of(v) for k, v in _modes(make).items()}, calls, rounds=5,
+                           warmup=5))
+
+
+RUNNERS = {"W1": w1, "W2": w2}
+
+if __name__ == "__main__":
+    names = sys.argv[1].split(",")
+    calls = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
+    print(json.dumps({"system": "mxnet", "version": mx.__version__}), flush=True)
+    for name in names:
+        if name in RUNNERS:
+            RUNNERS[name](calls.get(name, 10))
