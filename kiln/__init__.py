@@ -15,6 +15,9 @@ from . import numpy as np
 from . import numpy_extension as npx
 from .base import KilnError
 from .ndarray import Device, cpu, current_device
+from . import init, optimizer, metric, utils
+from .optimizer import lr_scheduler
+from . import gluon
 
 nd = ndarray
 context = ndarray
@@ -24,4 +27,5 @@ current_context = current_device
 __version__ = "0.1.0"
 
 __all__ = ["np", "npx", "nd", "ndarray", "autograd", "ops", "base", "KilnError", "Device",
-           "cpu", "current_device"]
+           "cpu", "current_device", "init", "optimizer", "lr_scheduler", "metric", "utils",
+           "gluon"]
