@@ -137,6 +137,7 @@ def clip_global_norm(arrays: Sequence[ndarray], max_norm: float,
                       stacklevel=2)
     scale = max_norm / (total + 1e-8)
     if scale < 1.0:
-        for d in datas:
-            d *= d.dtype.type(scale)
+        with _np.errstate(invalid="ignore"):     # inf * 0: already warned about above
+            for d in datas:
+                d *= d.dtype.type(scale)
     return total if check_isfinite else wrap(_np.asarray(total, dtype=_np.float32))
