@@ -314,3 +314,20 @@ def test_updater_states_round_trip():
     assert_almost_equal(weight2, weight, rtol=0, atol=0)
     with pytest.raises(KilnError, match="states of a Adam optimizer cannot be loaded into a SGD"):
         optimizer.get_updater(optimizer.SGD()).set_states(blob)
+
+
+def test_subnormal_states_are_flushed():
+    # momenta of parameters with zero gradient decay into subnormals, which are slow on x86
+    opt = optimizer.Adam(learning_rate=0.01)
+    updater = optimizer.get_updater(opt)
+    weight = wrap(onp.ones(4, onp.float32))
+    updater(0, wrap(onp.full(4, 1.0, onp.float32)), weight)
+    mean, var = updater.states[0]
+    mean._data[:] = onp.float32(1e-40)                   # subnormal in float32
+    zero = wrap(onp.zeros(4, onp.float32))
+    for _ in range(62):
+        updater(0, zero, weight)
+    assert (mean._data != 0).all()                       # not yet: flushed every 64 updates
+    updater(0, zero, weight)
+    assert (mean._data == 0).all()
+    assert (var._data > 0).all()                         # normal values are kept
