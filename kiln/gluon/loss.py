@@ -154,7 +154,8 @@ class KLDivLoss(Loss):
     """Kullback-Leibler divergence label * (log label - pred).
 
     from_logits=True (default, as MXNet): `pred` holds log-probabilities; otherwise
-    log_softmax is applied along `axis` first.
+    log_softmax is applied along `axis` first. Averaged over non-batch axes as in MXNet 2
+    (MXNet 1.x summed them).
     """
 
     def __init__(self, from_logits: bool = True, axis: int = -1, weight: float | None = None,
@@ -259,7 +260,8 @@ class TripletLoss(Loss):
 
 class PoissonNLLLoss(Loss):
     """Negative log-likelihood of a Poisson target: exp(pred) - target * pred (from_logits),
-    or pred - target * log(pred + epsilon); `compute_full` adds Stirling's term."""
+    or pred - target * log(pred + epsilon); `compute_full` adds Stirling's approximation of
+    log(target!) where target > 1. Averaged per sample, as MXNet 2 (1.x returned one mean)."""
 
     def __init__(self, weight: float | None = None, from_logits: bool = True,
                  batch_axis: int = 0, compute_full: bool = False, **kwargs):
@@ -279,11 +281,12 @@ class PoissonNLLLoss(Loss):
                 2 * np.pi * target + 1e-12)
             loss = loss + np.where(target > 1, stirling, np.zeros_like(stirling))
         loss = _apply_weighting(loss, self._weight, sample_weight)
-        return np.mean(loss)
+        return _batch_mean(loss, self._batch_axis)
 
 
 class CosineEmbeddingLoss(Loss):
-    """1 - cos(x1, x2) for label 1, max(0, cos(x1, x2) - margin) for label -1."""
+    """1 - cos(x1, x2) for label 1, max(0, cos(x1, x2) - margin) for label -1; one value per
+    pair (MXNet 1.x returned shape (N, 1))."""
 
     def __init__(self, weight: float | None = None, batch_axis: int = 0, margin: float = 0.0,
                  **kwargs):
@@ -297,8 +300,7 @@ class CosineEmbeddingLoss(Loss):
         cos = dot / np.maximum(norms, 1e-12)
         cos = np.reshape(cos, (-1, 1))
         label = np.reshape(label, (-1, 1))
-        zeros = np.zeros_like(cos)
-        loss = np.where(label == 1, 1.0 - cos,
-                        np.where(label == -1, npx.relu(cos - self._margin), zeros))
+        # any label other than 1 counts as dissimilar, as in MXNet 2
+        loss = np.where(label == 1, 1.0 - cos, npx.relu(cos - self._margin))
         loss = _apply_weighting(loss, self._weight, sample_weight)
         return _batch_mean(loss, self._batch_axis)

@@ -261,20 +261,31 @@ class Optimizer:
         return buf
 
     def _prep_grad(self, grad: _np.ndarray, weight: _np.ndarray, wd: float,
-                   scale: float = 1.0) -> _np.ndarray:
+                   scale: float = 1.0, clip_after_wd: bool = False) -> _np.ndarray:
         """scale * (clip(rescale_grad * grad) + wd * weight), in a scratch buffer (slot 0).
 
-        Folding `scale` (often the learning rate) into the rescale saves a pass when there is
-        no clipping.
+        With clip_after_wd: scale * clip(rescale_grad * grad + wd * weight), the order of
+        MXNet's fused Adam and RMSProp kernels. Folding `scale` (often the learning rate) into
+        the rescale saves a pass when there is no clipping.
         """
         out = self._buf(weight, 0)
-        if self.clip_gradient is None:
-            _np.multiply(grad, self.rescale_grad * scale, out=out, casting="unsafe")
-        else:
-            _np.multiply(grad, self.rescale_grad, out=out, casting="unsafe")
-            _np.clip(out, -self.clip_gradient, self.clip_gradient, out=out)
-            if scale != 1.0:
-                out *= scale
+        clip = self.clip_gradient
+        if clip is None or clip_after_wd:
+            first = self.rescale_grad * (scale if clip is None else 1.0)
+            _np.multiply(grad, first, out=out, casting="unsafe")
+            if wd:
+                tmp = self._buf(weight, 1)
+                _np.multiply(weight, wd * (scale if clip is None else 1.0), out=tmp)
+                out += tmp
+            if clip is not None:
+                _np.clip(out, -clip, clip, out=out)
+                if scale != 1.0:
+                    out *= scale
+            return out
+        _np.multiply(grad, self.rescale_grad, out=out, casting="unsafe")
+        _np.clip(out, -clip, clip, out=out)
+        if scale != 1.0:
+            out *= scale
         if wd:
             tmp = self._buf(weight, 1)
             _np.multiply(weight, wd * scale, out=tmp)

@@ -1,7 +1,8 @@
-"""The optimizers: SGD, NAG, Adam, AdamW, RMSProp, AdaGrad (MXNet 2's update rules).
+"""The optimizers: SGD, NAG, Adam, AdamW, RMSProp, AdaGrad.
 
-Notation: g is the preprocessed gradient clip(rescale_grad * grad, clip_gradient) (plus
-wd * w where the rule says so), lr the learning rate after schedule and lr_mult, t the number of
+The rules are those of MXNet 2's default (fused-kernel) updates; note where the weight decay
+enters relative to clipping, which differs between them as it does in MXNet. Notation: lr is the
+learning rate after schedule and lr_mult, wd the weight decay after wd_mult, t the number of
 updates of this parameter so far (1 at the first).
 """
 
@@ -89,7 +90,7 @@ class NAG(Optimizer):
 class Adam(Optimizer):
     """Adam, with MXNet's bias correction folded into the rate::
 
-        g = clip(rescale_grad * grad) + wd * w
+        g = clip(rescale_grad * grad + wd * w)
         m = beta1 * m + (1 - beta1) * g;   v = beta2 * v + (1 - beta2) * g^2
         lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t)
         w = w - lr_t * m / (sqrt(v) + epsilon)
@@ -130,7 +131,7 @@ class Adam(Optimizer):
         return lr * math.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t)
 
     def _step(self, index, weight, grad, state, lr, wd):
-        g = self._prep_grad(grad, weight, wd)
+        g = self._prep_grad(grad, weight, wd, clip_after_wd=True)
         d = self._moments(g, state, weight)
         d *= self._corrected(index, lr)
         weight -= d
@@ -166,8 +167,8 @@ class AdamW(Adam):
 class RMSProp(Optimizer):
     """RMSProp: Tieleman & Hinton's, or Graves's with centered=True::
 
-        g = clip(rescale_grad * grad) + wd * w
-        plain:    v = rho * v + (1 - rho) * g^2;  w = w - lr * g / (sqrt(v) + epsilon)
+        g = clip(rescale_grad * grad + wd * w)
+        plain:    v = rho * v + (1 - rho) * g^2;  w = w - lr * g / sqrt(v + epsilon)
         centered: n = rho * n + (1 - rho) * g;    v = rho * v + (1 - rho) * g^2
                   mom = momentum * mom - lr * g / sqrt(v - n^2 + epsilon);  w = w + mom
         then w is clipped into [-clip_weights, clip_weights] if clip_weights is set.
@@ -196,7 +197,7 @@ class RMSProp(Optimizer):
         return self._zeros(weight)
 
     def _step(self, index, weight, grad, state, lr, wd):
-        g = self._prep_grad(grad, weight, wd)
+        g = self._prep_grad(grad, weight, wd, clip_after_wd=True)
         tmp = self._buf(weight, 1)
         rho = self.rho
         if not self.centered:
@@ -205,8 +206,8 @@ class RMSProp(Optimizer):
             _np.square(g, out=tmp)
             tmp *= 1.0 - rho
             var += tmp
-            _np.sqrt(var, out=tmp)
-            tmp += self.epsilon
+            _np.add(var, self.epsilon, out=tmp)
+            _np.sqrt(tmp, out=tmp)
             _np.divide(g, tmp, out=tmp)
             tmp *= lr
             weight -= tmp

@@ -156,8 +156,14 @@ def test_triplet_and_poisson_losses():
     want = onp.maximum(0, ((pos - PRED) ** 2 - (neg - PRED) ** 2).sum(1) + 1)
     assert_almost_equal(gloss.TripletLoss()(_arr(PRED), _arr(pos), _arr(neg)), want, rtol=1e-5)
     counts = RNG.integers(0, 5, (N, C)).astype(float)
-    want = (onp.exp(PRED) - counts * PRED).mean()
+    want = (onp.exp(PRED) - counts * PRED).mean(axis=1)
     assert_almost_equal(gloss.PoissonNLLLoss()(_arr(PRED), _arr(counts)), want, rtol=1e-5)
+    rate = onp.exp(PRED)
+    stirling = onp.where(counts > 1, counts * onp.log(onp.maximum(counts, 1)) - counts +
+                         0.5 * onp.log(2 * onp.pi * onp.maximum(counts, 1)), 0)
+    want = (rate - counts * onp.log(rate + 1e-8) + stirling).mean(axis=1)
+    got = gloss.PoissonNLLLoss(from_logits=False, compute_full=True)(_arr(rate), _arr(counts))
+    assert_almost_equal(got, want, rtol=1e-4, atol=1e-5)
 
 
 # ---- gradients ------------------------------------------------------------------------------

@@ -22,6 +22,12 @@ def _prep(g, w, rescale, clip, wd):
     return g + wd * w
 
 
+def _prep_clip_last(g, w, rescale, clip, wd):
+    # MXNet's Adam and RMSProp kernels clip after adding the weight decay
+    g = g * rescale + wd * w
+    return g if clip is None else onp.clip(g, -clip, clip)
+
+
 # ---- reference rules: one function per optimizer, over a list of gradients -------------------
 
 def ref_sgd(w, grads, lr, momentum=0.0, wd=0.0, rescale=1.0, clip=None):
@@ -53,7 +59,7 @@ def ref_adam(w, grads, lr, beta1=0.9, beta2=0.999, epsilon=1e-8, wd=0.0, rescale
     m = onp.zeros_like(w)
     v = onp.zeros_like(w)
     for t, g in enumerate(grads, start=1):
-        g = _prep(g, w, rescale, clip, wd)
+        g = _prep_clip_last(g, w, rescale, clip, wd)
         m = beta1 * m + (1 - beta1) * g
         v = beta2 * v + (1 - beta2) * g * g
         lr_t = lr * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
@@ -82,14 +88,14 @@ def ref_rmsprop(w, grads, lr, rho=0.9, momentum=0.9, epsilon=1e-8, centered=Fals
     v = onp.zeros_like(w)
     mom = onp.zeros_like(w)
     for g in grads:
-        g = _prep(g, w, rescale, clip, wd)
+        g = _prep_clip_last(g, w, rescale, clip, wd)
         v = rho * v + (1 - rho) * g * g
         if centered:
             n = rho * n + (1 - rho) * g
             mom = momentum * mom - lr * g / onp.sqrt(v - n * n + epsilon)
             w = w + mom
         else:
-            w = w - lr * g / (onp.sqrt(v) + epsilon)
+            w = w - lr * g / onp.sqrt(v + epsilon)
         if clip_weights:
             w = onp.clip(w, -clip_weights, clip_weights)
     return w
@@ -126,6 +132,8 @@ CASES = [
     ("adamw", {"learning_rate": 0.01, "wd": 0.1, "correct_bias": False, "clip_gradient": 0.2},
      ref_adamw, {"lr": 0.01, "wd": 0.1, "correct_bias": False, "clip": 0.2}),
     ("rmsprop", {"learning_rate": 0.01, "wd": 0.01}, ref_rmsprop, {"lr": 0.01, "wd": 0.01}),
+    ("rmsprop", {"learning_rate": 0.01, "wd": 0.5, "clip_gradient": 0.3, "epsilon": 1e-3},
+     ref_rmsprop, {"lr": 0.01, "wd": 0.5, "clip": 0.3, "epsilon": 1e-3}),
     ("rmsprop", {"learning_rate": 0.01, "centered": True, "momentum": 0.8, "rho": 0.95,
                  "clip_weights": 0.6, "rescale_grad": 0.5},
      ref_rmsprop, {"lr": 0.01, "centered": True, "momentum": 0.8, "rho": 0.95,
@@ -164,8 +172,9 @@ def test_update_matches_reference(name, kw, ref, ref_kw):
     assert weight.dtype == onp.float32
 
 
-@pytest.mark.parametrize("name,kw,ref,ref_kw", [CASES[1], CASES[3], CASES[6], CASES[7],
-                                                 CASES[9], CASES[11]])
+@pytest.mark.parametrize("name,kw,ref,ref_kw",
+                         [CASES[i] for i in (1, 3, 6, 7, 9, 10, 12)],
+                         ids=[CASES[i][0] for i in (1, 3, 6, 7, 9, 10, 12)])
 def test_lr_mult_and_wd_mult_from_parameter(name, kw, ref, ref_kw):
     w0, grads = _data(1)
     p = Parameter("weight", shape=SHAPE, lr_mult=0.5, wd_mult=3.0)
