@@ -36,7 +36,7 @@ def test_multifactor_scheduler():
 
 def test_poly_scheduler():
     s = lr_scheduler.PolyScheduler(max_update=10, base_lr=1.0, pwr=2, final_lr=0.1)
-    for t in range(0, 14):
+    for t in range(14):
         want = 0.1 + 0.9 * (1 - t / 10) ** 2 if t <= 10 else 0.1
         assert s(t) == pytest.approx(want), t
 
@@ -50,7 +50,7 @@ def test_poly_scheduler_warmup():
 
 def test_cosine_scheduler():
     s = lr_scheduler.CosineScheduler(max_update=10, base_lr=1.0, final_lr=0.1)
-    for t in range(0, 12):
+    for t in range(12):
         want = 0.1 + 0.9 * (1 + math.cos(math.pi * min(t, 10) / 10)) / 2
         assert s(t) == pytest.approx(want), t
 
