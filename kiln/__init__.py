@@ -13,10 +13,13 @@ from . import autograd, base, ops
 from . import ndarray
 from . import numpy as np
 from . import numpy_extension as npx
-from . import symbol, viz  # noqa: F401
+from . import symbol, viz
 from .base import KilnError
 from .ndarray import Device, cpu, current_device
-from .jit import jit  # noqa: F401
+from .jit import jit
+from . import init, optimizer, metric, utils
+from .optimizer import lr_scheduler
+from . import gluon
 
 nd = ndarray
 sym = symbol
@@ -27,5 +30,5 @@ current_context = current_device
 __version__ = "0.1.0"
 
 __all__ = ["np", "npx", "nd", "ndarray", "sym", "symbol", "autograd", "ops", "base", "KilnError",
-           "Device",
-           "cpu", "current_device"]
+           "Device", "cpu", "current_device", "jit", "viz", "init", "optimizer", "lr_scheduler",
+           "metric", "utils", "gluon"]

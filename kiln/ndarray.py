@@ -195,7 +195,9 @@ class ndarray(ArrayMethods):
     indexing and methods follow NumPy; `attach_grad()` and `autograd.record()` add gradients.
     """
 
-    __slots__ = ("_data", "_node", "_oidx", "_grad", "_grad_req", "__weakref__")
+    # `_fresh_grad` (left unset until backward writes a gradient) tells gluon.Trainer which
+    # parameters received a gradient since its last step.
+    __slots__ = ("_data", "_node", "_oidx", "_grad", "_grad_req", "_fresh_grad", "__weakref__")
     # NumPy defers to our reflected operators (onp.float32(2) * x stays a kiln array).
     __array_ufunc__ = None
     _kiln_symbolic = False
@@ -367,6 +369,7 @@ class ndarray(ArrayMethods):
             self._grad._data += g._data
         else:
             _np.copyto(self._grad._data, g._data, casting="same_kind")
+        self._fresh_grad = True
 
     def backward(self, out_grad=None, retain_graph: bool = False, train_mode: bool = True,
                  create_graph: bool = False) -> None:

@@ -3,3 +3,6 @@
 from . import nn  # noqa: F401
 from .block import Block, HybridBlock  # noqa: F401
 from .parameter import Constant, Parameter, ParameterDict  # noqa: F401
+from . import data, loss  # noqa: F401
+from .. import metric, utils  # noqa: F401
+from .trainer import Trainer  # noqa: F401

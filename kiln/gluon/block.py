@@ -288,12 +288,13 @@ class Block:
         params = self.collect_params()
         missing = [k for k in params if k not in loaded]
         extra = [k for k in loaded if k not in params]
+        problems = []
         if missing and not allow_missing:
-            raise KilnError(_mismatch_message(filename, "lacks", missing, params, loaded,
-                                              "allow_missing=True"))
+            problems.append(("lacks", missing, "allow_missing=True"))
         if extra and not ignore_extra:
-            raise KilnError(_mismatch_message(filename, "has extra", extra, params, loaded,
-                                              "ignore_extra=True"))
+            problems.append(("has extra", extra, "ignore_extra=True"))
+        if problems:   # name both kinds of mismatch at once: they often come together
+            raise KilnError(_mismatch_message(filename, problems, params, loaded))
         for name, p in params.items():
             if name in loaded:
                 value = loaded[name]
@@ -325,12 +326,15 @@ class Block:
         summary(self, *inputs)
 
 
-def _mismatch_message(filename, verb, names, params, loaded, flag) -> str:
-    shown = ", ".join(repr(n) for n in names[:10]) + (" ..." if len(names) > 10 else "")
-    msg = (f"load_parameters: {filename} {verb} parameters: {shown}.\n"
+def _mismatch_message(filename, problems, params, loaded) -> str:
+    lines = []
+    for verb, names, _ in problems:
+        shown = ", ".join(repr(n) for n in names[:10]) + (" ..." if len(names) > 10 else "")
+        lines.append(f"{filename} {verb} parameters: {shown}.")
+    msg = (f"load_parameters: {' '.join(lines)}\n"
            f"  The network's parameters: {sorted(params)[:12]}\n"
            f"  The file's parameters:    {sorted(loaded)[:12]}\n"
-           f"  Pass {flag} to load anyway.")
+           f"  Pass {' and '.join(flag for _, _, flag in problems)} to load anyway.")
     if any(k.startswith(("arg:", "aux:")) for k in loaded):
         msg += ("\n  Some names carry export()'s 'arg:'/'aux:' prefixes but not all of them; "
                 "load an export() file with SymbolBlock.imports instead.")

@@ -170,6 +170,10 @@ class Parameter:
             raise KilnError(f"Parameter {self.full_name}: set_data needs an array, not a symbol")
         new = data._data if isinstance(data, ndarray) else _np.asarray(data)
         if self._data is None:
+            if self._shape is not None and (len(self._shape) != new.ndim or any(
+                    d not in (-1, n) for d, n in zip(self._shape, new.shape, strict=True))):
+                raise ShapeError(f"Parameter {self.full_name}: set_data with shape "
+                                 f"{new.shape}, but the parameter has shape {self._shape}")
             self._shape = tuple(new.shape)
             self._deferred = None
             self._set_array(wrap(_np.array(new, dtype=self.dtype)))

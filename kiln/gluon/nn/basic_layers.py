@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ... import numpy as _knp
 from ... import numpy_extension as npx
-from ...base import KilnError
+from ...base import KilnError, ShapeError
 from ...ops import nn as _nn_ops
 from ..block import Block, HybridBlock
 from ..parameter import Parameter
@@ -207,14 +208,20 @@ class LayerNorm(HybridBlock):
         return f"axis={self._axis}, eps={self._eps}"
 
 
-def _norm_layer(op_name: str):
-    """InstanceNorm and GroupNorm call operators that kiln.npx provides."""
-    def get():
-        fn = getattr(npx, op_name, None)
-        if fn is None:
-            raise KilnError(f"npx.{op_name} is not available in this build of kiln")
-        return fn
-    return get
+def _normalize(x, axes: tuple, eps: float):
+    """(x - mean) / sqrt(var + eps) over `axes`, composed of np operators (so it records
+    gradients and traces like any forward)."""
+    mean = _knp.mean(x, axis=axes, keepdims=True)
+    centered = x - mean
+    var = _knp.mean(_knp.square(centered), axis=axes, keepdims=True)
+    return centered / _knp.sqrt(var + eps)
+
+
+def _channel_affine(y, gamma, beta, axis: int):
+    """y * gamma + beta with (C,) gamma/beta broadcast along channel `axis`."""
+    shape = [1] * len(y.shape)
+    shape[axis] = -1
+    return y * _knp.reshape(gamma, tuple(shape)) + _knp.reshape(beta, tuple(shape))
 
 
 class InstanceNorm(HybridBlock):
@@ -235,8 +242,15 @@ class InstanceNorm(HybridBlock):
             c = x.shape[self._axis]
             self.gamma._infer_shape((c,))
             self.beta._infer_shape((c,))
-        return _norm_layer("instance_norm")()(x, self.gamma.data(), self.beta.data(),
-                                              eps=self._eps)
+        ndim = len(x.shape)
+        axis = self._axis % ndim
+        # NOTE: kiln.npx has no instance_norm operator; the layer composes np operators.
+        axes = tuple(i for i in range(1, ndim) if i != axis)
+        if not axes:
+            raise ShapeError(f"InstanceNorm needs spatial axes besides the batch and channel "
+                             f"axes; got input of shape {tuple(x.shape)}")
+        y = _normalize(x, axes, self._eps)
+        return _channel_affine(y, self.gamma.data(), self.beta.data(), axis)
 
 
 class GroupNorm(HybridBlock):
@@ -257,8 +271,16 @@ class GroupNorm(HybridBlock):
             c = x.shape[1]
             self.gamma._infer_shape((c,))
             self.beta._infer_shape((c,))
-        return _norm_layer("group_norm")()(x, self.gamma.data(), self.beta.data(),
-                                           num_groups=self._num_groups, eps=self._eps)
+        shape = tuple(x.shape)
+        c, g = shape[1], self._num_groups
+        if c % g:
+            raise ShapeError(f"GroupNorm: {c} channels cannot be split into {g} groups; "
+                             "num_groups must divide the channel count")
+        # NOTE: kiln.npx has no group_norm operator; normalise (N, G, C/G, ...) groups.
+        grouped = _knp.reshape(x, (shape[0], g, c // g) + shape[2:])
+        y = _normalize(grouped, tuple(range(2, len(shape) + 1)), self._eps)
+        y = _knp.reshape(y, shape)
+        return _channel_affine(y, self.gamma.data(), self.beta.data(), 1)
 
 
 class Flatten(HybridBlock):
