@@ -35,7 +35,7 @@ def _native_available() -> bool:
         from kiln.backend import get_backend
 
         return get_backend("native") is not None
-    except Exception:  # noqa: BLE001  (no compiler, no module: simply not a candidate)
+    except Exception:
         return False
 
 

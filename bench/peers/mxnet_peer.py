@@ -11,11 +11,11 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from timing import interleaved  # noqa: E402
+from timing import interleaved
 
-import mxnet as mx  # noqa: E402
-from mxnet import autograd, gluon, init, np, npx  # noqa: E402
-from mxnet.gluon import nn  # noqa: E402
+import mxnet as mx
+from mxnet import autograd, gluon, init, np, npx
+from mxnet.gluon import nn
 
 npx.set_np()
 

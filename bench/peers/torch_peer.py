@@ -12,11 +12,10 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from timing import interleaved  # noqa: E402
+from timing import interleaved
 
-import numpy as onp  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from torch import nn
 
 torch.manual_seed(0)
 TMP = tempfile.mkdtemp(prefix="kiln-bench-")
@@ -59,7 +58,7 @@ def w1(calls):
         sess = ort_session(net, x, threads=1)
         xn = x.numpy()
         cands["onnxruntime"] = lambda: sess.run(None, {"x": xn})
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         print(f"# onnxruntime unavailable: {e}", file=sys.stderr)
     try:
         import jax
@@ -75,7 +74,7 @@ def w1(calls):
         jf = jax.jit(f)
         xj = jnp.asarray(x.numpy())
         cands["jax.jit"] = lambda: jf(params, xj).block_until_ready()
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         print(f"# jax unavailable: {e}", file=sys.stderr)
     emit("W1", interleaved(cands, calls))
 
