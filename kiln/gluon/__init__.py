@@ -3,3 +3,4 @@
 from . import nn  # noqa: F401
 from .block import Block, HybridBlock  # noqa: F401
 from .parameter import Constant, Parameter, ParameterDict  # noqa: F401
+from .symbol_block import SymbolBlock  # noqa: F401
