@@ -132,6 +132,8 @@ class SymbolBlock(HybridBlock):
     def _load_file(self, param_file, allow_missing: bool, ignore_extra: bool) -> None:
         source = os.fspath(param_file)
         loaded = load_params(param_file)
+        if isinstance(loaded, list) and not loaded:  # a model without parameters
+            loaded = {}
         if not isinstance(loaded, dict):
             raise FormatError(f"{source}: holds unnamed arrays, not a model's parameters")
         values: dict[str, ndarray] = {}

@@ -491,7 +491,8 @@ def graph_to_mx(graph: Graph, mode: str = "numpy", params: dict | None = None,
         if n.op == VAR:
             hints = _var_attrs(n, params.get(n.name), id(n) in input_ids and n.name not in params)
             where[Value(n, 0)] = (len(nodes), 0)
-            nodes.append(MxNode("null", unique(n.name), hints, {}, []))
+            nodes.append(MxNode("null", unique(n.name), hints,
+                                _var_hints(hints, n.name, "<export>"), []))
             continue
         if n.op == CONST:
             k = len(constants)
@@ -502,7 +503,9 @@ def graph_to_mx(graph: Graph, mode: str = "numpy", params: dict | None = None,
             value = _np.asarray(n.value)
             constants[cname] = value
             where[Value(n, 0)] = (len(nodes), 0)
-            nodes.append(MxNode("null", unique(cname), _const_attrs(value), {}, []))
+            hints = _const_attrs(value)
+            nodes.append(MxNode("null", unique(cname), hints,
+                                _var_hints(hints, cname, "<export>"), []))
             continue
         inputs = [where[v] for v in n.inputs]
         emitted = None
