@@ -35,9 +35,15 @@ def _literal(text: str):
         raise ValueError(str(e)) from None
 
 
+_MAX_INT = 1 << 62
+
+
 def _int(v) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or (
+            isinstance(v, float) and not math.isfinite(v)) or v != int(v):
         raise ValueError("not an integer")
+    if not -_MAX_INT <= v <= _MAX_INT:
+        raise ValueError("an integer too large for any shape or count")
     return int(v)
 
 
@@ -57,10 +63,13 @@ def _float(text: str) -> float:
 
 def _int_text(text: str) -> int:
     t = text.strip()
+    if len(t) > 64:
+        raise ValueError("not an integer of a sensible size")
     try:
-        return int(t)
-    except ValueError:
-        pass
+        return _int(int(t))
+    except ValueError as e:
+        if "too large" in str(e):
+            raise
     return _int(_float(t))
 
 
