@@ -19,7 +19,7 @@ import numpy as onp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from kiln.io.params import load_params, save_params  # noqa: E402
+from kiln.io.params import load_params, save_params
 
 
 def resnet18_shapes() -> dict:

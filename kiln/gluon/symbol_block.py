@@ -188,7 +188,8 @@ class SymbolBlock(HybridBlock):
                 if not var.is_var or var.name not in values:
                     continue
                 got = tuple(values[var.name].shape)
-                if len(got) != len(shape) or any(e not in (-1, g) for e, g in zip(shape, got, strict=True)):
+                if len(got) != len(shape) or any(
+                        e not in (-1, g) for e, g in zip(shape, got, strict=True)):
                     want = "(" + ", ".join("?" if d == -1 else str(d) for d in shape) + ")"
                     raise FormatError(
                         f"{source}: parameter {var.name!r} has shape {got}, but node "

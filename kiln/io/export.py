@@ -78,7 +78,8 @@ def trace_for_export(block, args: list | None = None) -> tuple[Graph, dict]:
     inputs = [n for n in traced.graph.inputs if id(n) in used]
     graph = Graph(inputs, outputs, topological_order(outputs, inputs))
     graph = run_pipeline(graph, training=False, passes=EXPORT_PASSES)
-    params = {n.name: p for n, p in zip(traced.graph.inputs[traced.num_args:], traced.params, strict=True)}
+    param_nodes = traced.graph.inputs[traced.num_args:]
+    params = {n.name: p for n, p in zip(param_nodes, traced.params, strict=True)}
     return graph, params
 
 

@@ -236,7 +236,7 @@ def _read_array(r: _Reader, index: int) -> _np.ndarray | None:
             values.byteswap(inplace=True)
     aux_arrays = [_np.frombuffer(r.take(dt.itemsize * _prod(s), f"the {n} of sparse {what}"),
                                  dtype=dt).reshape(s)
-                  for (dt, s), n in zip(aux, _STORAGE_AUX[stype])]
+                  for (dt, s), n in zip(aux, _STORAGE_AUX[stype], strict=True)]
     if stype == 0:
         return values
     return _densify(r, what, stype, shape, values, aux_arrays)
@@ -309,7 +309,7 @@ def _parse(r: _Reader, source: str):
         if name in seen:
             raise FormatError(f"{source}: the name {name!r} appears twice")
         seen.add(name)
-    return dict(zip(names, arrays))
+    return dict(zip(names, arrays, strict=True))
 
 
 def load_params(file) -> dict | list:

@@ -633,8 +633,21 @@ def symbol_from_json(text: str | bytes, source: str = "<json string>",
         if shape is None and hint and all(d > 0 for d in hint) and node.raw.get("__shape__"):
             shape = hint
         values[node.name] = var(node.name, shape=shape, dtype=node.attrs.get("dtype"))
+
+    def infer_param(name, node, k, in_shapes):  # a parameter's shape from its reader's rule
+        spec = _ops.READERS.get(node.op)
+        if spec is None or spec.params is None or name in shapes:
+            return
+        v = values[name]
+        if v._outputs[0].aval is not None:
+            return
+        shape = spec.params(in_shapes, node.attrs).get(k)
+        if shape is not None and all(d > 0 for d in shape):
+            values[name] = var(name, shape=shape, dtype=v._outputs[0].node.attrs.get(
+                "__dtype__"))
+
     with autograd.pause(train_mode=False):
-        outs = run_graph(graph, values)
+        outs = run_graph(graph, values, infer_param)
     return outs[0] if len(outs) == 1 else Group(outs)
 
 

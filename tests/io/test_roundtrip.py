@@ -124,7 +124,8 @@ def test_param_names_and_record_versions(tmp_path):
         names = sorted(kiln.io.load_params(params_file))
         assert names == ["arg:0.bias", "arg:0.weight", "arg:1.beta", "arg:1.gamma",
                          "aux:1.running_mean", "aux:1.running_var"]
-        raw = open(params_file, "rb").read()
+        with open(params_file, "rb") as f:
+            raw = f.read()
         assert int.from_bytes(raw[24:28], "little") == magic
 
 

@@ -23,7 +23,7 @@ MXNET_DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "io", "dat
 def run_ort(path, *inputs):
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     names = [i.name for i in sess.get_inputs()]
-    return sess.run(None, {n: x for n, x in zip(names, inputs)})
+    return sess.run(None, dict(zip(names, inputs, strict=True)))
 
 
 @pytest.mark.parametrize("name", sorted(models.MODELS))
