@@ -226,3 +226,20 @@ def test_kiln_only_operators_are_written_under_a_kiln_name(tmp_path):
     value = onp.arange(12, dtype=onp.float32).reshape(4, 3)
     onp.testing.assert_allclose(back.eval(x=np.array(value))[0].asnumpy(),
                                 value[[0, 2, 2]] * 2)
+
+
+@pytest.mark.parametrize("numpy_shape", [True, False])
+def test_npx_save_and_load(numpy_shape, tmp_path):
+    a = np.array(onp.arange(6, dtype=onp.float32).reshape(2, 3))
+    b = np.array(onp.array([1, 2, 3], dtype=onp.int64))
+    path = str(tmp_path / "arrays.params")
+    npx.save(path, [a, b]) if numpy_shape else kiln.io.save_params(path, [a, b], False)
+    got = npx.load(path)
+    assert isinstance(got, list) and [g.dtype for g in got] == [onp.float32, onp.int64]
+    onp.testing.assert_array_equal(got[0].asnumpy(), a.asnumpy())
+    npx.save(path, {"a": a, "b": b})
+    got = npx.load(path)
+    assert sorted(got) == ["a", "b"]
+    onp.testing.assert_array_equal(got["b"].asnumpy(), b.asnumpy())
+    npx.save(path, a)
+    onp.testing.assert_array_equal(npx.load(path)[0].asnumpy(), a.asnumpy())
