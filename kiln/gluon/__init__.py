@@ -6,3 +6,4 @@ from .parameter import Constant, Parameter, ParameterDict  # noqa: F401
 from . import data, loss  # noqa: F401
 from .. import metric, utils  # noqa: F401
 from .trainer import Trainer  # noqa: F401
+from .symbol_block import SymbolBlock  # noqa: F401

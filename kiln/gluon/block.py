@@ -430,11 +430,18 @@ class HybridBlock(Block):
         """Finish deferred initialization by running the forward once on these inputs."""
         self.forward(*args)
 
-    def export(self, path: str, epoch: int = 0, remove_amp_cast: bool = True):
-        """Write `path-symbol.json` and `path-%04d.params` (MXNet 1.x format)."""
+    def export(self, path: str, epoch: int = 0, remove_amp_cast: bool = True,
+               mode: str = "numpy") -> tuple[str, str]:
+        """Write `path-symbol.json` and `path-%04d.params` (MXNet 1.x format) from the graph
+        of the last hybridized call, in predict mode; returns both file names.
+
+        `mode='numpy'` writes what MXNet reads in numpy mode (`npx.set_np()`, MXNet 2);
+        `mode='legacy'` what MXNet 1.x reads outside it. Load the files back with
+        `SymbolBlock.imports(sym_file, ['data'], params_file)`.
+        """
         from ..io.export import export_block
 
-        return export_block(self, path, epoch)
+        return export_block(self, path, epoch, mode)
 
 
 def _tracing() -> bool:

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import BinaryIO
 from collections.abc import Mapping, Sequence
+from typing import BinaryIO
 
 import numpy as _np
 
@@ -78,6 +78,19 @@ class _Reader:
         self.pos += n
         return out
 
+    def read_array(self, shape: tuple, dtype: _np.dtype, what: str) -> _np.ndarray:
+        """The next prod(shape) elements of `dtype` (native byte order), as a new array."""
+        arr = _np.empty(shape, dtype)
+        arr.reshape(-1).view(_np.uint8)[:] = _np.frombuffer(self.take(arr.nbytes, what),
+                                                            _np.uint8)
+        return arr
+
+    def reserve(self, count: int) -> None:
+        """The file holds `count` arrays (a hint for the file reader)."""
+
+    def rewind(self, pos: int) -> None:
+        self.pos = pos
+
     def unpack(self, fmt: str, what: str):
         size = struct.calcsize(fmt)
         return struct.unpack(fmt, self.take(size, what))
@@ -100,6 +113,55 @@ class _Reader:
         dims = self.unpack(f"<{ndim}q", f"the dimensions of {what}")
         _check_dims(self, dims, what)
         return tuple(dims)
+
+
+class _FileReader(_Reader):
+    """The same reads from an open file: array data goes straight into the arrays
+    (`readinto`), so loading costs one copy, as `numpy.fromfile` does."""
+
+    def __init__(self, f, size: int, source: str):
+        self.f = f
+        self.size = size
+        self.pos = 0
+        self.source = source
+        self.buf = range(size)  # only its length is used, by error messages and checks
+        self.arena = _np.empty(0, _np.uint8)
+        self.used = 0
+
+    def take(self, n: int, what: str) -> bytes:
+        if n < 0 or self.pos + n > self.size:
+            raise self.fail(f"file ends inside {what}: {n} bytes needed, "
+                            f"{self.size - self.pos} left (truncated file?)")
+        out = self.f.read(n)
+        if len(out) != n:
+            raise self.fail(f"file ends inside {what} (it shrank while being read)")
+        self.pos += n
+        return out
+
+    def reserve(self, count: int) -> None:
+        # NOTE: one allocation for every array's data (each array a 64-byte aligned view into
+        # it): one large allocation is what makes numpy.fromfile fast (huge pages, few faults).
+        self.arena = _np.empty(self.size + 64 * (count + 1), _np.uint8)
+        self.used = -self.arena.ctypes.data % 64
+
+    def read_array(self, shape: tuple, dtype: _np.dtype, what: str) -> _np.ndarray:
+        n = _prod(shape) * dtype.itemsize
+        if self.pos + n > self.size:
+            raise self.fail(f"file ends inside {what}: {n} bytes needed, "
+                            f"{self.size - self.pos} left (truncated file?)")
+        start = self.used
+        if start + n > len(self.arena):  # cannot happen for a well-formed count; be safe
+            return super().read_array(shape, dtype, what)
+        self.used = start + n + (-n % 64)
+        view = self.arena[start:start + n]
+        if self.f.readinto(memoryview(view)) != n:
+            raise self.fail(f"file ends inside {what} (it shrank while being read)")
+        self.pos += n
+        return view.view(dtype).reshape(shape)
+
+    def rewind(self, pos: int) -> None:
+        self.f.seek(pos)
+        self.pos = pos
 
 
 def _check_dims(reader: _Reader, dims, what: str) -> None:
@@ -135,7 +197,7 @@ def _read_array(r: _Reader, index: int) -> _np.ndarray | None:
         stype, storage_shape = 0, None
         shape = r.shape(f"the shape of {what}", False)
     else:  # pre-V1: the u32 we read was ndim, followed by u32 dims
-        r.pos = start
+        r.rewind(start)
         ndim = r.u32(f"the number of dimensions of {what}")
         if ndim > 32:
             raise r.fail(f"{what} starts with 0x{magic:08X}, which is not an NDArray magic "
@@ -165,11 +227,16 @@ def _read_array(r: _Reader, index: int) -> _np.ndarray | None:
     value_shape = storage_shape if stype else shape
     if value_shape is None:
         raise r.fail(f"sparse {what} has no storage shape")
-    raw = r.take(itemsize * _prod(value_shape), f"the data of {what}")
-    values = _decode(raw, code, dtype, value_shape)
+    if dtype is None:
+        values = _decode(r.take(itemsize * _prod(value_shape), f"the data of {what}"), code,
+                         dtype, value_shape)
+    else:
+        values = r.read_array(value_shape, dtype.newbyteorder("="), f"the data of {what}")
+        if dtype.byteorder == "<" and _np.little_endian is False:
+            values.byteswap(inplace=True)
     aux_arrays = [_np.frombuffer(r.take(dt.itemsize * _prod(s), f"the {n} of sparse {what}"),
                                  dtype=dt).reshape(s)
-                  for (dt, s), n in zip(aux, _STORAGE_AUX[stype])]
+                  for (dt, s), n in zip(aux, _STORAGE_AUX[stype], strict=True)]
     if stype == 0:
         return values
     return _densify(r, what, stype, shape, values, aux_arrays)
@@ -206,7 +273,10 @@ def _densify(r: _Reader, what: str, stype: int, shape, values, aux) -> _np.ndarr
 
 def load_params_bytes(buf: bytes | memoryview, source: str = "<bytes>"):
     """Parse a params file's bytes: a dict name -> NumPy array, or a list when unnamed."""
-    r = _Reader(buf, source)
+    return _parse(_Reader(buf, source), source)
+
+
+def _parse(r: _Reader, source: str):
     magic = r.u64("the file header")
     if magic != LIST_MAGIC:
         raise r.fail(f"wrong magic number 0x{magic:X}: not an MXNet/kiln params file "
@@ -216,6 +286,7 @@ def load_params_bytes(buf: bytes | memoryview, source: str = "<bytes>"):
     # Each record takes at least 12 bytes, which bounds a hostile count before any allocation.
     if count > (len(r.buf) - r.pos) // 12:
         raise r.fail(f"the header claims {count} arrays, more than the file can hold")
+    r.reserve(count)
     arrays = [_read_array(r, i) for i in range(count)]
     n_names = r.u64("the number of names")
     if n_names not in (0, count):
@@ -238,7 +309,7 @@ def load_params_bytes(buf: bytes | memoryview, source: str = "<bytes>"):
         if name in seen:
             raise FormatError(f"{source}: the name {name!r} appears twice")
         seen.add(name)
-    return dict(zip(names, arrays))
+    return dict(zip(names, arrays, strict=True))
 
 
 def load_params(file) -> dict | list:
@@ -248,12 +319,11 @@ def load_params(file) -> dict | list:
     try:
         if isinstance(file, (str, os.PathLike)):
             with open(file, "rb") as f:
-                buf = f.read()
+                out = _parse(_FileReader(f, os.fstat(f.fileno()).st_size, source), source)
         else:
-            buf = file.read()
+            out = load_params_bytes(file.read(), source)
     except OSError as e:
         raise FormatError(f"{source}: cannot read ({e.strerror or e})") from e
-    out = load_params_bytes(buf, source)
     if isinstance(out, dict):
         return {k: (wrap(v) if v is not None else None) for k, v in out.items()}
     return [wrap(v) if v is not None else None for v in out]

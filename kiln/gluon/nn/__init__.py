@@ -5,3 +5,4 @@ from .basic_layers import (  # noqa: F401
     HybridSequential, Identity, InstanceNorm, Lambda, LayerNorm, Sequential,
 )
 from ..block import Block, HybridBlock  # noqa: F401
+from ..symbol_block import SymbolBlock  # noqa: F401
