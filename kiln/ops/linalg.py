@@ -1,4 +1,5 @@
-"""Products: matmul, dot, tensordot, einsum (and outer/inner built from them)."""
+"""Products (matmul, dot, tensordot, einsum, and outer/inner built from them) and matrix
+structure: diagonal, diag, tril, triu, trace."""
 
 from __future__ import annotations
 
@@ -251,8 +252,145 @@ def einsum(subscripts: str, *operands, optimize=False):
     return apply(Einsum, operands, {"subscripts": full})
 
 
-def trace(a):
-    """Sum of the main diagonal of a 2-D array."""
-    if _ndim(a) != 2:
-        raise ShapeError(f"trace: needs a 2-D array, not shape {tuple(a.shape)}")
-    return _reduce.sum(_ew.multiply(a, _np.eye(a.shape[0], a.shape[1], dtype=a.dtype)))
+# ----------------------------------------------------------------------------------------------
+# diagonals and triangles
+# ----------------------------------------------------------------------------------------------
+
+def _diag_len(n1: int, n2: int, offset: int) -> int:
+    if offset >= 0:
+        return max(0, min(n1, n2 - offset))
+    return max(0, min(n1 + offset, n2))
+
+
+class Diagonal(Op):
+    """The diagonal at `offset` of the planes (axis1, axis2), as a new last axis."""
+
+    name = "diagonal"
+    mx_name = "_np_diagonal"
+    attrs = {"offset": 0, "axis1": 0, "axis2": 1}
+
+    def impl(x, *, offset, axis1, axis2):
+        # NumPy's diagonal is a read-only view: copy it, as every kiln result owns its buffer.
+        return _np.diagonal(x, offset, axis1, axis2).copy()
+
+    def infer(x, *, offset, axis1, axis2):
+        shape = tuple(d for i, d in enumerate(x.shape) if i not in (axis1, axis2))
+        length = _diag_len(x.shape[axis1], x.shape[axis2], offset)
+        return Aval(shape + (length,), x.dtype)
+
+    def grad(inputs, outputs, cts, *, offset, axis1, axis2):
+        return (apply(DiagEmbed, (cts[0],), {"offset": offset, "axis1": axis1, "axis2": axis2,
+                                              "shape": tuple(inputs[0].shape)}),)
+
+
+class DiagEmbed(Op):
+    """Zeros of `shape` with the last axis of the input written on the diagonal at `offset` of
+    the planes (axis1, axis2): the inverse placement of `diagonal`, and `diag` of a vector."""
+
+    name = "diag_embed"
+    mx_name = "_kiln_diag_embed"
+    attrs = {"offset": 0, "axis1": 0, "axis2": 1, "shape": ()}
+
+    def impl(g, *, offset, axis1, axis2, shape):
+        out = _np.zeros(shape, g.dtype)
+        length = g.shape[-1]
+        rows = _np.arange(length) + max(-offset, 0)
+        cols = _np.arange(length) + max(offset, 0)
+        # moveaxis gives a writable view of `out` with the two planes' axes last.
+        _np.moveaxis(out, (axis1, axis2), (-2, -1))[..., rows, cols] = g
+        return out
+
+    def infer(g, *, offset, axis1, axis2, shape):
+        expected = Diagonal.infer(Aval(tuple(shape), g.dtype), offset=offset, axis1=axis1,
+                                  axis2=axis2)
+        if tuple(g.shape) != expected.shape:
+            raise ShapeError(f"diag_embed: input of shape {tuple(g.shape)} does not fill the "
+                             f"diagonal {offset} of shape {tuple(shape)}; expected "
+                             f"{expected.shape}")
+        return Aval(tuple(shape), g.dtype)
+
+    def grad(inputs, outputs, cts, *, offset, axis1, axis2, shape):
+        return (apply(Diagonal, (cts[0],), {"offset": offset, "axis1": axis1, "axis2": axis2}),)
+
+
+def diagonal(a, offset: int = 0, axis1: int = 0, axis2: int = 1):
+    """The diagonal of the planes (axis1, axis2), as NumPy's: those axes are replaced by a last
+    axis holding the diagonal at `offset` (above the main one when positive)."""
+    ndim = _ndim(a)
+    if ndim < 2:
+        raise ShapeError(f"diagonal: needs at least 2 dimensions, not shape {tuple(a.shape)}")
+    ax1, ax2 = _reduce.norm_axis((axis1, axis2), ndim)
+    if ax1 == ax2:
+        raise ShapeError(f"diagonal: axis1 and axis2 are the same axis ({ax1})")
+    return apply(Diagonal, (a,), {"offset": int(offset), "axis1": ax1, "axis2": ax2})
+
+
+def diag(v, k: int = 0):
+    """The k-th diagonal of a matrix, or a square matrix with vector `v` on its k-th diagonal."""
+    if _ndim(v) == 2:
+        return diagonal(v, k)
+    if _ndim(v) != 1:
+        raise ShapeError(f"diag: needs a 1-D or 2-D array, not shape {tuple(v.shape)}")
+    n = v.shape[0] + abs(int(k))
+    return apply(DiagEmbed, (v,), {"offset": int(k), "axis1": 0, "axis2": 1, "shape": (n, n)})
+
+
+def diagflat(v, k: int = 0):
+    """A matrix with the flattened `v` on its k-th diagonal."""
+    return diag(_shape.ravel(v), k)
+
+
+class _Triangle(Op):
+    attrs = {"k": 0}
+
+    def infer(x, *, k):
+        return Aval(x.shape, x.dtype)
+
+
+class Tril(_Triangle):
+    """The lower triangle (on and below the k-th diagonal) of the last two axes; zeros above."""
+
+    name = "tril"
+    mx_name = "_npi_tril"
+
+    def impl(x, *, k):
+        return _np.tril(x, k)
+
+    def grad(inputs, outputs, cts, *, k):
+        return (apply(Tril, (cts[0],), {"k": k}),)
+
+
+class Triu(_Triangle):
+    """The upper triangle (on and above the k-th diagonal) of the last two axes; zeros below."""
+
+    name = "triu"
+    mx_name = "_npi_triu"
+
+    def impl(x, *, k):
+        return _np.triu(x, k)
+
+    def grad(inputs, outputs, cts, *, k):
+        return (apply(Triu, (cts[0],), {"k": k}),)
+
+
+def _triangle(op, m, k):
+    if _ndim(m) == 0:
+        raise ShapeError(f"{op.name}: needs an array of at least 1 dimension")
+    if _ndim(m) == 1:  # NumPy reads a vector as the rows of a square matrix
+        m = _shape.broadcast_to(m, (m.shape[0], m.shape[0]))
+    return apply(op, (m,), {"k": int(k)})
+
+
+def tril(m, k: int = 0):
+    """Lower triangle of (each matrix of) `m`, from the k-th diagonal down."""
+    return _triangle(Tril, m, k)
+
+
+def triu(m, k: int = 0):
+    """Upper triangle of (each matrix of) `m`, from the k-th diagonal up."""
+    return _triangle(Triu, m, k)
+
+
+def trace(a, offset: int = 0, axis1: int = 0, axis2: int = 1, dtype=None):
+    """Sum along a diagonal (the main one of a matrix by default)."""
+    return _reduce.sum(diagonal(a, offset, axis1, axis2), axis=-1, dtype=dtype)

@@ -1,4 +1,5 @@
-"""Reductions: sum, mean, prod, max, min, std, var, argmax, argmin, all, any.
+"""Reductions: sum, mean, prod, max, min, std, var, argmax, argmin, all, any, and the running
+sum `cumsum`.
 
 `axis` is None (everything), an int or a tuple of ints, as in NumPy; it is stored normalised to
 None or a tuple so that equal graphs print equally.
@@ -120,15 +121,26 @@ class Prod(_Reduction):
     mx_name = "_np_prod"
     numpy_name = "prod"
     attrs = {"axis": None, "keepdims": False, "dtype": None}
-    save_outputs = True
 
     def impl(x, *, axis, keepdims, dtype):
         return _np.prod(x, axis=axis, keepdims=keepdims, dtype=dtype)
 
     def grad(inputs, outputs, cts, *, axis, keepdims, dtype):
+        # d prod / d x_i is the product of the other elements. Dividing y by x_i fails where
+        # x_i = 0, so zeros are replaced by ones first: with one zero in the slice, the zero's
+        # gradient is the product of the rest; with two or more, every gradient is zero.
         x = inputs[0]
-        y = expand_to(outputs[0], x.shape, axis, keepdims)
-        return (expand_to(cts[0], x.shape, axis, keepdims) * y / x,)
+        if x.dtype.kind != "f":
+            return (None,)
+        g = expand_to(cts[0], x.shape, axis, keepdims)
+        is_zero = _ew.equal(x, 0)
+        safe = _ew.where(is_zero, _ew.ones_like(x), x)
+        p_safe = prod(safe, axis=axis, keepdims=True)
+        zeros = sum(_ew.astype(is_zero, "int64"), axis=axis, keepdims=True)
+        nonzero_grad = _ew.where(_ew.equal(zeros, 0), p_safe / safe, _ew.zeros_like(x))
+        zero_grad = _ew.where(_ew.logical_and(is_zero, _ew.equal(zeros, 1)), p_safe,
+                              nonzero_grad)
+        return (_ew.astype(g * zero_grad, x.dtype, copy=False),)
 
 
 class _Extremum(_Reduction):
@@ -308,3 +320,39 @@ def all(a, axis=None, keepdims=False):  # noqa: A001
 
 def any(a, axis=None, keepdims=False):  # noqa: A001
     return _reduce(Any, a, axis, keepdims)
+
+
+class Cumsum(Op):
+    """Running sum along `axis` (of the flattened array when `axis` is None)."""
+
+    name = "cumsum"
+    mx_name = "_np_cumsum"
+    attrs = {"axis": None, "dtype": None}
+
+    def impl(x, *, axis, dtype):
+        return _np.cumsum(x, axis=axis, dtype=dtype)
+
+    def infer(x, *, axis, dtype):
+        if axis is None:
+            shape = (_count(x.shape, None),)
+        else:
+            norm_axis(axis, len(x.shape))
+            shape = tuple(x.shape)
+        return Aval(shape, _reduce_dtype("cumsum", _np.dtype(x.dtype), dtype))
+
+    def grad(inputs, outputs, cts, *, axis, dtype):
+        # Each input element feeds every later output: the reversed running sum of g.
+        x = inputs[0]
+        if x.dtype.kind != "f":
+            return (None,)
+        ax = 0 if axis is None else axis
+        g = _shape.flip(cumsum(_shape.flip(cts[0], ax), ax), ax)
+        if axis is None:
+            g = _shape.reshape(g, x.shape)
+        return (_ew.astype(g, x.dtype, copy=False),)
+
+
+def cumsum(a, axis: int | None = None, dtype=None):
+    """Cumulative sum along `axis` (over the flattened array by default)."""
+    return apply(Cumsum, (a,), {"axis": None if axis is None else int(axis),
+                                "dtype": _dtype_name(dtype)})

@@ -1,5 +1,5 @@
-"""Shape operators: reshape, transpose, concatenate, split, broadcast, flip, tile, repeat, and
-indexing (getitem, take) with their scatter-add gradients.
+"""Shape operators: reshape, transpose, concatenate, split, broadcast, flip, roll, tile, repeat,
+pad. Indexing (getitem, take ...) lives in `indexing.py`, re-exported here.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import builtins
 import numpy as _np
 
 from ..base import KilnError, ShapeError
-from ..ndarray import apply, is_array
+from ..ndarray import apply
 from .registry import Aval, Op
 from . import elementwise as _ew
 from . import reduce as _reduce
@@ -90,9 +90,11 @@ class Transpose(Op):
 def transpose(a, axes=None):
     """Permute the axes (reverse them by default)."""
     if axes is not None:
-        axes = _reduce.norm_axis(axes, a.ndim if is_array(a) else None)
-        if is_array(a) and sorted(axes) != list(range(a.ndim)):
-            raise ShapeError(f"transpose: axes {axes} are not a permutation of {a.ndim} axes")
+        ndim = len(a.shape)
+        axes = _reduce.norm_axis(axes, ndim)
+        if sorted(axes) != list(range(ndim)):
+            raise ShapeError(f"transpose: axes {axes} are not a permutation of the {ndim} axes "
+                             f"of an array of shape {tuple(a.shape)}")
     return apply(Transpose, (a,), {"axes": axes})
 
 
@@ -161,6 +163,13 @@ def squeeze(a, axis=None):
     return apply(Squeeze, (a,), {"axis": _reduce.norm_axis(axis)})
 
 
+def _like(g, x):
+    """Cotangent `g` in the dtype of input `x`, whose dtype the joined result may have promoted."""
+    if g.dtype != x.dtype and x.dtype.kind == "f":
+        return _ew.astype(g, x.dtype)
+    return g
+
+
 class Concatenate(Op):
     name = "concatenate"
     mx_name = "_npi_concatenate"
@@ -186,7 +195,7 @@ class Concatenate(Op):
         sizes = [x.shape[axis] for x in inputs]
         bounds = _np.cumsum(sizes)[:-1].tolist()
         parts = split(cts[0], bounds, axis=axis)
-        return tuple(parts) if isinstance(parts, (list, tuple)) else (parts,)
+        return tuple(_like(p, x) for p, x in zip(parts, inputs))
 
 
 def concatenate(seq, axis: int = 0):
@@ -226,8 +235,7 @@ class Stack(Op):
         n = len(inputs)
         ax = axis % (len(inputs[0].shape) + 1)
         parts = split(cts[0], n, axis=ax)
-        parts = parts if isinstance(parts, (list, tuple)) else [parts]
-        return tuple(squeeze(p, ax) for p in parts)
+        return tuple(_like(squeeze(p, ax), x) for p, x in zip(parts, inputs))
 
 
 def stack(arrays, axis: int = 0):
@@ -239,13 +247,15 @@ def stack(arrays, axis: int = 0):
 
 
 def _split_bounds(length: int, sections) -> list[int]:
+    """Boundaries in [0, length], as NumPy's slicing reads them (negative ones from the end)."""
     if isinstance(sections, (int, _np.integer)):
         if sections <= 0 or length % sections:
             raise ShapeError(f"split: an axis of length {length} does not divide into "
-                             f"{sections} equal sections")
+                             f"{sections} equal sections; use array_split for unequal ones")
         step = length // sections
         return [step * i for i in range(1, sections)]
-    return [int(b) for b in sections]
+    return [builtins.min(builtins.max(int(b) + length if b < 0 else int(b), 0), length)
+            for b in sections]
 
 
 class Split(Op):
@@ -263,23 +273,41 @@ class Split(Op):
 
     def infer(x, *, indices, axis):
         ax = axis % len(x.shape)
-        bounds = [0] + [builtins.min(builtins.max(b, 0), x.shape[ax]) for b in indices]
-        bounds.append(x.shape[ax])
         outs = []
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
+        for lo, hi in _pieces(indices, x.shape[ax]):
             shape = list(x.shape)
-            shape[ax] = builtins.max(hi - lo, 0)
+            shape[ax] = hi - lo
             outs.append(Aval(tuple(shape), x.dtype))
         return tuple(outs)
 
     def grad(inputs, outputs, cts, *, indices, axis):
-        return (concatenate(cts, axis=axis),)
+        x = inputs[0]
+        ax = axis % len(x.shape)
+        pieces = _pieces(indices, x.shape[ax])
+        if builtins.all(a[1] == b[0] for a, b in zip(pieces[:-1], pieces[1:])):
+            return (concatenate(cts, axis=ax),)
+        # Decreasing boundaries make pieces overlap: pad each back to full length and add.
+        total = None
+        for (lo, hi), g in zip(pieces, cts):
+            widths = tuple((lo, x.shape[ax] - hi) if i == ax else (0, 0)
+                           for i in range(len(x.shape)))
+            part = pad(g, widths)
+            total = part if total is None else total + part
+        return (total,)
+
+
+def _pieces(indices, length: int) -> list[tuple[int, int]]:
+    """(start, stop) of each piece of np.split; a stop before its start gives an empty piece."""
+    bounds = [0, *indices, length]
+    return [(lo, builtins.max(lo, hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
 def split(ary, indices_or_sections, axis: int = 0):
     """Split into equal sections or at the given indices; returns a list."""
+    ndim = len(ary.shape)
+    axis = _reduce.norm_axis(axis, ndim)[0]
     bounds = _split_bounds(ary.shape[axis], indices_or_sections)
-    out = apply(Split, (ary,), {"indices": tuple(bounds), "axis": int(axis)})
+    out = apply(Split, (ary,), {"indices": tuple(bounds), "axis": axis})
     return list(out) if isinstance(out, tuple) else [out]
 
 
@@ -340,7 +368,43 @@ class Flip(Op):
 
 
 def flip(m, axis=None):
+    """Reverse the order of elements along `axis` (every axis by default)."""
     return apply(Flip, (m,), {"axis": _reduce.norm_axis(axis)})
+
+
+class Roll(Op):
+    """Shift elements along `axis`, those past the end coming back at the start."""
+
+    name = "roll"
+    mx_name = "_npi_roll"
+    attrs = {"shift": (0,), "axis": None}
+
+    def impl(x, *, shift, axis):
+        return _np.roll(x, shift if axis is not None else shift[0], axis)
+
+    def infer(x, *, shift, axis):
+        if axis is not None:
+            _reduce.norm_axis(axis, len(x.shape))
+        return Aval(x.shape, x.dtype)
+
+    def grad(inputs, outputs, cts, *, shift, axis):
+        return (apply(Roll, (cts[0],), {"shift": tuple(-s for s in shift), "axis": axis}),)
+
+
+def roll(a, shift, axis=None):
+    """Roll elements by `shift` along `axis` (of the flattened array when `axis` is None)."""
+    shift = (int(shift),) if isinstance(shift, (int, _np.integer)) else tuple(int(s) for s in shift)
+    axis = _reduce.norm_axis(axis)
+    if axis is None and len(shift) != 1:
+        raise ShapeError(f"roll: without an axis the shift must be one integer, not {shift}")
+    if axis is not None and len(shift) != len(axis):
+        if len(shift) == 1:
+            shift = shift * len(axis)
+        elif len(axis) == 1:
+            axis = axis * len(shift)
+        else:
+            raise ShapeError(f"roll: {len(shift)} shifts for {len(axis)} axes")
+    return apply(Roll, (a,), {"shift": shift, "axis": axis})
 
 
 class Tile(Op):
@@ -407,7 +471,7 @@ class Repeat(Op):
             gx = _reduce.sum(reshape(g, tuple(split_shape)), axis=ax + 1)
         else:  # uneven repeats: output position i came from input position owner[i]
             owner = _np.repeat(_np.arange(shape[ax]), repeats)
-            gx = index_add(g, owner, ax, shape[ax])
+            gx = _indexing.index_add(g, owner, ax, shape[ax])
         return (reshape(gx, x.shape),)
 
 
@@ -419,179 +483,6 @@ def repeat(a, repeats, axis=None):
     else:
         repeats = int(repeats)
     return apply(Repeat, (a,), {"repeats": repeats, "axis": None if axis is None else int(axis)})
-
-
-# ----------------------------------------------------------------------------------------------
-# indexing
-# ----------------------------------------------------------------------------------------------
-
-def normalize_key(key):
-    """An index as a tuple of ints, slices, None, Ellipsis and NumPy integer/bool arrays."""
-    if not isinstance(key, tuple):
-        key = (key,)
-    out = []
-    for k in key:
-        if is_array(k):
-            k = k._data
-        elif getattr(k, "_kiln_symbolic", False):
-            raise KilnError(
-                "indexing with a symbolic index array is not supported while tracing; use "
-                "np.take(x, indices, axis) or npx.pick(x, index, axis), which accept symbols")
-        elif isinstance(k, list):
-            k = _np.asarray([e._data if is_array(e) else e for e in k])
-        elif isinstance(k, _np.integer):
-            k = int(k)
-        out.append(k)
-    return tuple(out)
-
-
-def is_basic_key(key: tuple) -> bool:
-    """Basic indexing (a view; no index repeats an element)."""
-    return builtins.all(isinstance(k, (int, slice)) or k is None or k is Ellipsis for k in key)
-
-
-def _dummy(aval):
-    """A zero-stride array with the shape and dtype of `aval`: indexing it costs nothing."""
-    return _np.broadcast_to(_np.zeros((), aval.dtype), aval.shape)
-
-
-class GetItem(Op):
-    name = "getitem"
-    mx_name = "_npi_getitem"
-    attrs = {"key": ()}
-
-    def impl(x, *, key):
-        return x[key]
-
-    def infer(x, *, key):
-        try:
-            return Aval(_dummy(x)[key].shape, x.dtype)
-        except IndexError as e:
-            raise ShapeError(f"index {key!r} on shape {tuple(x.shape)}: {e}") from None
-
-    def grad(inputs, outputs, cts, *, key):
-        return (apply(GetItemBackward, (cts[0],), {"key": key, "shape": tuple(inputs[0].shape)}),)
-
-
-class GetItemBackward(Op):
-    """Scatter-add `g` into zeros of `shape` at `key`: the gradient of getitem."""
-
-    name = "getitem_backward"
-    mx_name = "_kiln_getitem_backward"
-    attrs = {"key": (), "shape": ()}
-
-    def impl(g, *, key, shape):
-        out = _np.zeros(shape, g.dtype)
-        if is_basic_key(key):
-            out[key] = g
-        else:
-            _np.add.at(out, key, g)
-        return out
-
-    def infer(g, *, key, shape):
-        return Aval(tuple(shape), g.dtype)
-
-    def grad(inputs, outputs, cts, *, key, shape):
-        return (apply(GetItem, (cts[0],), {"key": key}),)
-
-
-def getitem(a, key):
-    return apply(GetItem, (a,), {"key": normalize_key(key)})
-
-
-class Take(Op):
-    """Elements of `a` at integer `indices` along `axis` (MXNet's take, mode 'clip' or 'wrap')."""
-
-    name = "take"
-    mx_name = "_npi_take"
-    attrs = {"axis": None, "mode": "raise"}
-    inputs = ("a", "indices")
-
-    def impl(a, indices, *, axis, mode):
-        return _np.take(a, indices, axis=axis, mode=mode)
-
-    def infer(a, indices, *, axis, mode):
-        if axis is None:
-            return Aval(tuple(indices.shape), a.dtype)
-        ax = axis % len(a.shape)
-        shape = tuple(a.shape[:ax]) + tuple(indices.shape) + tuple(a.shape[ax + 1:])
-        return Aval(shape, a.dtype)
-
-    def grad(inputs, outputs, cts, *, axis, mode):
-        a, indices = inputs
-        if axis is None:
-            g = index_add(ravel(cts[0]), ravel(indices), 0, _prod(a.shape), mode)
-            return (reshape(g, a.shape), None)
-        return (index_add(cts[0], indices, axis % len(a.shape), a.shape[axis], mode), None)
-
-
-def take(a, indices, axis=None, mode: str = "raise"):
-    if mode not in ("raise", "clip", "wrap"):
-        raise KilnError(f"take: mode must be 'raise', 'clip' or 'wrap', not {mode!r}")
-    return apply(Take, (a, indices), {"axis": None if axis is None else int(axis), "mode": mode})
-
-
-class IndexAdd(Op):
-    """out[..., indices[j], ...] += g[..., j, ...] along `axis`, into zeros of length `size`.
-
-    The gradient of `take`, `repeat` and `embedding`; `indices` may have any shape, whose
-    dimensions replace `axis` in `g`.
-    """
-
-    name = "index_add"
-    mx_name = "_kiln_index_add"
-    attrs = {"axis": 0, "size": 0, "mode": "raise"}
-    inputs = ("data", "indices")
-
-    def impl(g, indices, *, axis, size, mode):
-        idx = _np.asarray(indices).astype(_np.int64, copy=False)
-        if mode == "clip":
-            idx = _np.clip(idx, 0, size - 1)
-        elif mode == "wrap":
-            idx = idx % size
-        k = idx.ndim
-        lead = g.shape[:axis]
-        tail = g.shape[axis + k:]
-        out = _np.zeros(lead + (size,) + tail, g.dtype)
-        g2 = g.reshape(lead + (-1,) + tail)
-        _np.add.at(out, (slice(None),) * axis + (idx.reshape(-1),), g2)
-        return out
-
-    def infer(g, indices, *, axis, size, mode):
-        k = len(indices.shape)
-        shape = tuple(g.shape[:axis]) + (size,) + tuple(g.shape[axis + k:])
-        return Aval(shape, g.dtype)
-
-    def grad(inputs, outputs, cts, *, axis, size, mode):
-        return (take(cts[0], inputs[1], axis=axis, mode="clip" if mode == "raise" else mode), None)
-
-
-def index_add(g, indices, axis: int, size: int, mode: str = "raise"):
-    return apply(IndexAdd, (g, indices), {"axis": int(axis), "size": int(size), "mode": mode})
-
-
-class Nonzero(Op):
-    """Indices of the non-zero elements; the result's shape depends on the data (eager only)."""
-
-    name = "nonzero"
-    mx_name = "_npi_nonzero"
-    differentiable = False
-
-    def num_outputs_for():
-        raise KilnError("nonzero has a data-dependent number of outputs")
-
-    def impl(x):
-        return _np.stack(_np.nonzero(x), axis=1)
-
-    def infer(x):
-        raise KilnError(
-            "nonzero (and boolean-mask indexing) gives a result whose shape depends on the "
-            "data, which a compiled graph cannot hold; use np.where(mask, x, 0) instead")
-
-
-def nonzero(a):
-    idx = apply(Nonzero, (a,))
-    return tuple(idx[:, i] for i in range(idx.shape[1]))
 
 
 class Pad(Op):
@@ -612,7 +503,7 @@ class Pad(Op):
             raise KilnError(f"pad: the gradient of mode {mode!r} is not implemented; "
                             "mode='constant' is differentiable")
         key = tuple(slice(lo, lo + d) for d, (lo, _) in zip(inputs[0].shape, pad_width))
-        return (getitem(cts[0], key),)
+        return (_indexing.getitem(cts[0], key),)
 
 
 def pad(x, pad_width, mode: str = "constant", constant_values=0):
@@ -620,3 +511,10 @@ def pad(x, pad_width, mode: str = "constant", constant_values=0):
     pw = _np.broadcast_to(_np.asarray(pad_width, dtype=_np.int64), (ndim, 2))
     return apply(Pad, (x,), {"pad_width": tuple(tuple(int(v) for v in row) for row in pw),
                              "mode": mode, "constant_value": float(constant_values)})
+
+
+# Indexing operators, re-exported: they belong to the shape family for their users.
+from . import indexing as _indexing  # noqa: E402
+from .indexing import (  # noqa: E402, F401
+    getitem, index_add, nonzero, normalize_key, take, take_along_axis,
+)
