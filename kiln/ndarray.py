@@ -125,7 +125,14 @@ def assign(target, value) -> None:
 
 
 def _op_error(op, args, attrs, err: Exception) -> KilnError:
+    # The operator's own shape check, when it objects, names the problem in kiln's terms.
+    better = _infer_error(op, args, attrs)
     shapes = ", ".join(_describe(a) for a in args)
+    if better is not None:
+        text = str(better)
+        if not text.startswith(op.name):
+            text = f"{op.name}: {text}"
+        return type(better)(f"{text} (inputs: {shapes})")
     msg = f"{op.name}: {err} (inputs: {shapes}"
     if attrs:
         msg += "; " + ", ".join(f"{k}={v!r}" for k, v in attrs.items())
@@ -133,6 +140,21 @@ def _op_error(op, args, attrs, err: Exception) -> KilnError:
     if isinstance(err, TypeError):
         return DTypeError(msg)
     return ShapeError(msg)
+
+
+def _infer_error(op, args, attrs) -> KilnError | None:
+    """The KilnError `op.infer` raises for these arguments, if it raises one."""
+    from .ops.registry import Aval
+
+    try:
+        avals = [None if a is None else Aval(tuple(_np.shape(a)), _np.result_type(a))
+                 for a in args]
+        op.infer(*avals, **attrs)
+    except KilnError as e:
+        return e
+    except Exception:  # noqa: BLE001  (infer disagreeing otherwise: keep NumPy's message)
+        return None
+    return None
 
 
 def _describe(a) -> str:

@@ -153,8 +153,8 @@ class IndexAdd(Op):
         lead = g.shape[:axis]
         tail = g.shape[axis + k:]
         out = _np.zeros(lead + (size,) + tail, g.dtype)
-        g2 = g._shape.reshape(lead + (-1,) + tail)
-        _np.add.at(out, (slice(None),) * axis + (idx._shape.reshape(-1),), g2)
+        g2 = g.reshape(lead + (-1,) + tail)
+        _np.add.at(out, (slice(None),) * axis + (idx.reshape(-1),), g2)
         return out
 
     def infer(g, indices, *, axis, size, mode):
