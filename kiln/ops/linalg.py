@@ -242,7 +242,14 @@ class Einsum(Op):
             if kept != term:  # letters only this operand sums over: broadcast back
                 shape = tuple(x.shape[term.index(c)] if c in kept else 1 for c in term)
                 g = _shape.broadcast_to(_shape.reshape(g, shape), x.shape)
-            grads.append(_ew.unbroadcast(g, x.shape))
+            if tuple(g.shape) != tuple(x.shape):
+                # An index of size 1 here but larger elsewhere broadcast: sum it back. One of
+                # size 1 elsewhere but larger here makes g too small: broadcast it up first.
+                full = _np.broadcast_shapes(tuple(g.shape), tuple(x.shape))
+                if full != tuple(g.shape):
+                    g = _shape.broadcast_to(g, full)
+                g = _ew.unbroadcast(g, x.shape)
+            grads.append(g)
         return tuple(grads)
 
 
