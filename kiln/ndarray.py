@@ -9,6 +9,8 @@ operator library.
 
 from __future__ import annotations
 
+import re as _re
+
 import numpy as _np
 
 from . import autograd as _autograd
@@ -314,9 +316,15 @@ class ndarray(ArrayMethods):
         return complex(self._data)
 
     def __repr__(self) -> str:
+        # MXNet's numpy mode names every dtype but float32 (the default) and bool, while NumPy
+        # names none of float64, int64 and bool: add or drop the `dtype=` accordingly.
         text = repr(self._data)
-        # MXNet's numpy mode prints float32 (the default type) without naming it.
-        return text.replace(", dtype=float32)", ")")
+        name = self._data.dtype.name
+        if name == "float32":
+            return _re.sub(r",\s*dtype=float32\)$", ")", text)
+        if name in ("float64", "int64") and not text.endswith(f"dtype={name})"):
+            return f"{text[:-1]}, dtype={name})"
+        return text
 
     def __str__(self) -> str:
         return str(self._data)
