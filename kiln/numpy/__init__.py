@@ -182,14 +182,17 @@ def tri(N: int, M: int | None = None, k: int = 0, dtype=None, ctx=None, device=N
 # ----------------------------------------------------------------------------------------------
 
 def shape(a) -> tuple:
+    """The shape of `a`."""
     return tuple(a.shape)
 
 
 def size(a) -> int:
+    """The number of elements of `a`."""
     return int(_onp.prod(a.shape))
 
 
 def ndim(a) -> int:
+    """The number of dimensions of `a`."""
     return len(a.shape)
 
 
@@ -215,10 +218,12 @@ def allclose(a, b, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = Fal
 
 
 def isscalar(x) -> bool:
+    """Whether `x` is a scalar (a Python or NumPy number, not an array)."""
     return _onp.isscalar(x)
 
 
 def may_share_memory(a, b) -> bool:
+    """Whether the two arrays may share memory."""
     return _builtins.bool(_onp.may_share_memory(_numpy_value(a), _numpy_value(b)))
 
 

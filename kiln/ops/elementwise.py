@@ -421,6 +421,7 @@ class Cast(Op):
 
 
 def astype(x, dtype, copy: bool = True):
+    """The values converted to `dtype` (the same array when `copy=False` and it has it)."""
     dtype = _np.dtype(dtype)
     if not copy and x.dtype == dtype:
         return x
@@ -442,6 +443,7 @@ class Copy(Op):
 
 
 def copy(a):
+    """A copy with its own memory."""
     return apply(Copy, (a,))
 
 
@@ -460,6 +462,7 @@ class StopGradient(Op):
 
 
 def stop_gradient(x):
+    """The same values as a constant for autograd (MXNet's BlockGrad)."""
     return apply(StopGradient, (x,))
 
 
@@ -479,15 +482,18 @@ class FullLike(Op):
 
 
 def full_like(a, fill_value, dtype=None):
+    """An array of `fill_value` with the shape (and by default dtype) of `a`."""
     return apply(FullLike, (a,), {"fill_value": fill_value,
                                   "dtype": None if dtype is None else _np.dtype(dtype).name})
 
 
 def zeros_like(a, dtype=None):
+    """Zeros with the shape (and by default dtype) of `a`."""
     return full_like(a, 0, dtype)
 
 
 def ones_like(a, dtype=None):
+    """Ones with the shape (and by default dtype) of `a`."""
     return full_like(a, 1, dtype)
 
 

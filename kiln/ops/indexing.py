@@ -96,6 +96,7 @@ class GetItemBackward(Op):
 
 
 def getitem(a, key):
+    """`a[key]`: basic slicing, integer-array and boolean-mask indexing."""
     return apply(GetItem, (a,), {"key": normalize_key(key)})
 
 
@@ -126,6 +127,7 @@ class Take(Op):
 
 
 def take(a, indices, axis=None, mode: str = "raise"):
+    """Elements at integer `indices` along `axis` (of the flattened array by default)."""
     if mode not in ("raise", "clip", "wrap"):
         raise KilnError(f"take: mode must be 'raise', 'clip' or 'wrap', not {mode!r}")
     return apply(Take, (a, indices), {"axis": None if axis is None else int(axis), "mode": mode})
@@ -167,6 +169,7 @@ class IndexAdd(Op):
 
 
 def index_add(g, indices, axis: int, size: int, mode: str = "raise"):
+    """Add `g` into zeros of length `size` along `axis` at `indices` (the gradient of take)."""
     return apply(IndexAdd, (g, indices), {"axis": int(axis), "size": int(size), "mode": mode})
 
 
@@ -190,6 +193,7 @@ class Nonzero(Op):
 
 
 def nonzero(a):
+    """Indices of the non-zero elements, one array per axis (eager only)."""
     idx = apply(Nonzero, (a,))
     return tuple(idx[:, i] for i in range(idx.shape[1]))
 

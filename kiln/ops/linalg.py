@@ -108,6 +108,8 @@ class Tensordot(Op):
 
 
 def tensordot(a, b, axes=2):
+    """Sum of products over `axes` (an int n: the last n of `a` and first n of `b`; or a pair
+    of axis lists)."""
     if isinstance(axes, (int, _np.integer)):
         n = int(axes)
         axes = (tuple(range(_ndim(a) - n, _ndim(a))), tuple(range(n)))
@@ -150,20 +152,25 @@ def _dot_axes(a, b):
 
 
 def dot(a, b, out=None):
+    """NumPy's dot: inner product of vectors, matrix product, or a sum over the last axis of
+    `a` and the second-to-last of `b`."""
     if out is not None:
         raise KilnError("dot: out= is not supported; assign the result instead")
     return apply(Dot, (a, b))
 
 
 def outer(a, b):
+    """Outer product of the flattened inputs: out[i, j] = a[i] * b[j]."""
     return _ew.multiply(_shape.reshape(a, (-1, 1)), _shape.reshape(b, (1, -1)))
 
 
 def inner(a, b):
+    """Sum of products over the last axes of `a` and `b`."""
     return tensordot(a, b, ((_ndim(a) - 1,), (_ndim(b) - 1,)))
 
 
 def vdot(a, b):
+    """Dot product of the flattened inputs."""
     return dot(_shape.ravel(a), _shape.ravel(b))
 
 

@@ -267,58 +267,70 @@ def _dtype_name(dtype):
     return None if dtype is None else _np.dtype(dtype).name
 
 
-def sum(a, axis=None, dtype=None, keepdims=False):  # noqa: A001
+def sum(a, axis=None, dtype=None, keepdims: bool = False):  # noqa: A001
     """Sum over `axis` (all axes by default)."""
     return _reduce(Sum, a, axis, keepdims, dtype=_dtype_name(dtype))
 
 
-def mean(a, axis=None, dtype=None, keepdims=False):
-    """Arithmetic mean over `axis`."""
+def mean(a, axis=None, dtype=None, keepdims: bool = False):
+    """Arithmetic mean over `axis` (float64 for integers, as NumPy)."""
     return _reduce(Mean, a, axis, keepdims, dtype=_dtype_name(dtype))
 
 
-def prod(a, axis=None, dtype=None, keepdims=False):
+def prod(a, axis=None, dtype=None, keepdims: bool = False):
+    """Product over `axis` (all axes by default)."""
     return _reduce(Prod, a, axis, keepdims, dtype=_dtype_name(dtype))
 
 
-def max(a, axis=None, keepdims=False):  # noqa: A001
+def max(a, axis=None, keepdims: bool = False):  # noqa: A001
+    """Largest element over `axis`; tied elements share the gradient evenly."""
     return _reduce(Max, a, axis, keepdims)
 
 
-def min(a, axis=None, keepdims=False):  # noqa: A001
+def min(a, axis=None, keepdims: bool = False):  # noqa: A001
+    """Smallest element over `axis`; tied elements share the gradient evenly."""
     return _reduce(Min, a, axis, keepdims)
 
 
 amax, amin = max, min
 
 
-def var(a, axis=None, dtype=None, ddof=0, keepdims=False):
+def var(a, axis=None, dtype=None, ddof: int = 0, keepdims: bool = False):
+    """Variance over `axis`, dividing by n - ddof."""
     return _reduce(Var, a, axis, keepdims, ddof=int(ddof), dtype=_dtype_name(dtype))
 
 
-def std(a, axis=None, dtype=None, ddof=0, keepdims=False):
+def std(a, axis=None, dtype=None, ddof: int = 0, keepdims: bool = False):
+    """Standard deviation over `axis`, dividing by n - ddof."""
     return _reduce(Std, a, axis, keepdims, ddof=int(ddof), dtype=_dtype_name(dtype))
 
 
-def argmax(a, axis=None, keepdims=False):
+def _arg_reduce(op, a, axis, keepdims):
     if axis is not None and not isinstance(axis, (int, _np.integer)):
-        raise ShapeError("argmax: axis must be an int or None")
-    return apply(Argmax, (a,), {"axis": None if axis is None else int(axis),
-                                "keepdims": bool(keepdims)})
+        raise ShapeError(f"{op.name}: axis must be an int or None, not {axis!r}")
+    return apply(op, (a,), {"axis": None if axis is None else int(axis),
+                            "keepdims": bool(keepdims)})
 
 
-def argmin(a, axis=None, keepdims=False):
-    if axis is not None and not isinstance(axis, (int, _np.integer)):
-        raise ShapeError("argmin: axis must be an int or None")
-    return apply(Argmin, (a,), {"axis": None if axis is None else int(axis),
-                                "keepdims": bool(keepdims)})
+def argmax(a, axis: int | None = None, keepdims: bool = False):
+    """Index of the largest element (the first on ties) along `axis`, or of the flattened
+    array."""
+    return _arg_reduce(Argmax, a, axis, keepdims)
 
 
-def all(a, axis=None, keepdims=False):  # noqa: A001
+def argmin(a, axis: int | None = None, keepdims: bool = False):
+    """Index of the smallest element (the first on ties) along `axis`, or of the flattened
+    array."""
+    return _arg_reduce(Argmin, a, axis, keepdims)
+
+
+def all(a, axis=None, keepdims: bool = False):  # noqa: A001
+    """Whether every element over `axis` is true."""
     return _reduce(All, a, axis, keepdims)
 
 
-def any(a, axis=None, keepdims=False):  # noqa: A001
+def any(a, axis=None, keepdims: bool = False):  # noqa: A001
+    """Whether any element over `axis` is true."""
     return _reduce(Any, a, axis, keepdims)
 
 

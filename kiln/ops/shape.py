@@ -66,6 +66,7 @@ def reshape(a, newshape, order: str = "C"):
 
 
 def ravel(a):
+    """The elements as a 1-D array."""
     return reshape(a, (-1,))
 
 
@@ -99,6 +100,7 @@ def transpose(a, axes=None):
 
 
 def swapaxes(a, axis1: int, axis2: int):
+    """Exchange two axes."""
     ndim = len(a.shape)
     axes = list(range(ndim))
     i, j = _reduce.norm_axis((axis1, axis2), ndim)
@@ -107,6 +109,7 @@ def swapaxes(a, axis1: int, axis2: int):
 
 
 def moveaxis(a, source, destination):
+    """Move axes `source` to positions `destination`, the others keeping their order."""
     ndim = len(a.shape)
     src = _reduce.norm_axis(source, ndim)
     dst = _reduce.norm_axis(destination, ndim)
@@ -135,6 +138,7 @@ class ExpandDims(Op):
 
 
 def expand_dims(a, axis: int):
+    """Insert an axis of size 1 at `axis`."""
     return apply(ExpandDims, (a,), {"axis": int(axis)})
 
 
@@ -160,6 +164,7 @@ class Squeeze(Op):
 
 
 def squeeze(a, axis=None):
+    """Remove axes of size 1 (all of them, or those in `axis`)."""
     return apply(Squeeze, (a,), {"axis": _reduce.norm_axis(axis)})
 
 
@@ -312,6 +317,7 @@ def split(ary, indices_or_sections, axis: int = 0):
 
 
 def array_split(ary, indices_or_sections, axis: int = 0):
+    """Split into `indices_or_sections` pieces that may differ in size by one."""
     length = ary.shape[axis]
     if isinstance(indices_or_sections, (int, _np.integer)):
         n = int(indices_or_sections)
@@ -341,6 +347,7 @@ class BroadcastTo(Op):
 
 
 def broadcast_to(array, shape):
+    """The array broadcast to `shape` (a read-only view, as NumPy's)."""
     shape = (int(shape),) if isinstance(shape, (int, _np.integer)) else tuple(int(d) for d in shape)
     if tuple(array.shape) == shape:
         return array
@@ -348,6 +355,7 @@ def broadcast_to(array, shape):
 
 
 def broadcast_arrays(*args):
+    """The arrays broadcast against each other."""
     shape = _np.broadcast_shapes(*[a.shape for a in args])
     return [broadcast_to(a, shape) for a in args]
 
@@ -436,6 +444,7 @@ class Tile(Op):
 
 
 def tile(A, reps):
+    """Repeat the whole array `reps` times along each axis."""
     reps = (int(reps),) if isinstance(reps, (int, _np.integer)) else tuple(int(r) for r in reps)
     return apply(Tile, (A,), {"reps": reps})
 
@@ -476,6 +485,7 @@ class Repeat(Op):
 
 
 def repeat(a, repeats, axis=None):
+    """Repeat each element `repeats` times along `axis` (of the flattened array by default)."""
     if not isinstance(repeats, (int, _np.integer)):
         repeats = tuple(int(r) for r in _np.asarray(repeats).ravel())
         if len(repeats) == 1:
@@ -507,6 +517,8 @@ class Pad(Op):
 
 
 def pad(x, pad_width, mode: str = "constant", constant_values=0):
+    """Pad with `pad_width` elements before and after each axis (mode 'constant' is
+    differentiable)."""
     ndim = len(x.shape)
     pw = _np.broadcast_to(_np.asarray(pad_width, dtype=_np.int64), (ndim, 2))
     return apply(Pad, (x,), {"pad_width": tuple(tuple(int(v) for v in row) for row in pw),
