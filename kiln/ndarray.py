@@ -97,21 +97,34 @@ def apply(op, args: tuple, attrs: dict = _EMPTY):
         raise
     except (ValueError, TypeError, IndexError, _np.exceptions.AxisError) as e:
         raise _op_error(op, args, attrs, e) from e
-    if type(out) is tuple:
-        result = tuple(wrap(o) for o in out)
-        outs = result
-    else:
-        result = wrap(out)
-        outs = (result,)
+    if type(out) is not tuple:
+        # One output, the common case: wrap() inlined, as this runs on every operator call.
+        if type(out) is not _np.ndarray:
+            out = _np.asarray(out)
+        result = _new(ndarray)
+        result._data = out
+        result._node = None
+        result._oidx = 0
+        result._grad = None
+        result._grad_req = None
+        if tracked and _STATE.recording and op.differentiable:
+            _record(op, args, attrs, (result,))
+        return result
+    result = tuple(wrap(o) for o in out)
     if tracked and _STATE.recording and op.differentiable:
-        inputs = tuple(a if a is None or isinstance(a, ndarray) else wrap(_np.asarray(a))
-                       for a in args)
-        node = _TapeNode(op.grad, inputs, attrs, len(outs), op.name,
-                         outs if op.save_outputs else None)
-        for i, o in enumerate(outs):
-            o._node = node
-            o._oidx = i
+        _record(op, args, attrs, result)
     return result
+
+
+def _record(op, args: tuple, attrs: dict, outs: tuple) -> None:
+    """Leave a tape node behind for autograd: `outs` were computed by `op` from `args`."""
+    inputs = tuple(a if a is None or isinstance(a, ndarray) else wrap(_np.asarray(a))
+                   for a in args)
+    node = _TapeNode(op.grad, inputs, attrs, len(outs), op.name,
+                     outs if op.save_outputs else None)
+    for i, o in enumerate(outs):
+        o._node = node
+        o._oidx = i
 
 
 def assign(target, value) -> None:

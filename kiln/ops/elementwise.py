@@ -136,14 +136,18 @@ def _define_binary(name, ufunc, mx_name, grad=None, commutative=False, mirrored=
                           rscalar_grad, {"scalar": 1.0}, ("data",))
 
     def fn(x1, x2):
+        # NOTE: is_scalar() inlined; this runs on every `x + y`.
         s2 = _IS_SCALAR_TYPE.get(type(x2))
         if s2 is None:
             s2 = _scalar_type_check(type(x2))
+        s1 = _IS_SCALAR_TYPE.get(type(x1))
+        if s1 is None:
+            s1 = _scalar_type_check(type(x1))
         if s2:
-            if is_scalar(x1):
+            if s1:
                 return wrap(ufunc(x1, x2))
             return apply(scalar_op, (x1,), {"scalar": x2})
-        if is_scalar(x1):
+        if s1:
             return apply(fn.rscalar_op, (x2,), {"scalar": x1})
         return apply(array_op, (x1, x2))
 
