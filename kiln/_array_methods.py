@@ -7,8 +7,6 @@ for symbols.
 
 from __future__ import annotations
 
-import numpy as _np
-
 
 def _shape_args(args):
     """Accept both x.reshape(2, 3) and x.reshape((2, 3))."""
@@ -139,7 +137,7 @@ class ArrayMethods:
     def __getitem__(self, key):
         return _shape.getitem(self, key)
 
-    # -- shape --------------------------------------------------------------------------------------
+    # -- shape ------------------------------------------------------------------------------------
     def reshape(self, *shape, order="C"):
         return _shape.reshape(self, _shape_args(shape), order=order)
 
@@ -184,7 +182,7 @@ class ArrayMethods:
     def split(self, indices_or_sections, axis=0):
         return _shape.split(self, indices_or_sections, axis)
 
-    # -- reductions ---------------------------------------------------------------------------------
+    # -- reductions -------------------------------------------------------------------------------
     def sum(self, axis=None, dtype=None, keepdims=False):
         return _reduce.sum(self, axis, dtype, keepdims)
 
@@ -218,7 +216,7 @@ class ArrayMethods:
     def any(self, axis=None, keepdims=False):
         return _reduce.any(self, axis, keepdims)
 
-    # -- elementwise --------------------------------------------------------------------------------
+    # -- elementwise ------------------------------------------------------------------------------
     def astype(self, dtype, copy=True):
         return _ew.astype(self, dtype, copy)
 

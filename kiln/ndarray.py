@@ -16,7 +16,8 @@ import numpy as _np
 from . import autograd as _autograd
 from .base import DTypeError, KilnError, ShapeError, SymbolicValueError, default_dtype
 
-__all__ = ["ndarray", "apply", "wrap", "is_array", "asarray_input", "Device", "cpu", "current_device"]
+__all__ = ["ndarray", "apply", "wrap", "is_array", "asarray_input", "Device", "cpu",
+           "current_device"]
 
 _STATE = _autograd.STATE
 _TapeNode = _autograd.TapeNode
@@ -30,7 +31,8 @@ class Device:
 
     def __init__(self, device_type: str = "cpu", device_id: int = 0):
         if device_type not in ("cpu", "cpu_pinned", "cpu_shared"):
-            raise KilnError(f"kiln runs on the CPU; device {device_type}({device_id}) is not available")
+            raise KilnError(f"kiln runs on the CPU; device {device_type}({device_id}) is not "
+                            "available")
         self.device_type = device_type
         self.device_id = device_id
 
@@ -167,7 +169,7 @@ def _infer_error(op, args, attrs) -> KilnError | None:
         op.infer(*avals, **attrs)
     except KilnError as e:
         return e
-    except Exception:  # noqa: BLE001  (infer disagreeing otherwise: keep NumPy's message)
+    except Exception:
         return None
     return None
 
@@ -223,7 +225,7 @@ def is_array(x) -> bool:
 from ._array_methods import ArrayMethods  # noqa: E402
 
 
-class ndarray(ArrayMethods):
+class ndarray(ArrayMethods):  # noqa: N801  (NumPy's and MXNet's name)
     """An n-dimensional array, NumPy-compatible, with gradients.
 
     Create arrays with `kiln.np` (`np.array`, `np.zeros`, `np.random.normal` ...). Arithmetic,
@@ -419,7 +421,7 @@ class ndarray(ArrayMethods):
         """The same values, cut from the autograd graph."""
         return wrap(self._data)
 
-    # -- in-place updates ---------------------------------------------------------------------------
+    # -- in-place updates -------------------------------------------------------------------------
     def _check_inplace(self, what: str) -> None:
         if _STATE.recording and self._node is not None:
             raise KilnError(

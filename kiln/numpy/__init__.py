@@ -72,7 +72,8 @@ def _shape(shape) -> tuple:
 # creation (float32 by default, as MXNet's numpy mode)
 # ----------------------------------------------------------------------------------------------
 
-def array(object, dtype=None, copy: bool = True, ctx=None, device=None) -> ndarray:
+def array(object, dtype=None, copy: bool = True,  # noqa: F811  (NumPy's argument name)
+          ctx=None, device=None) -> ndarray:
     """A new array from nested lists, a NumPy array or a kiln array.
 
     Python numbers become float32 unless `dtype` says otherwise (MXNet's numpy mode); booleans

@@ -9,6 +9,9 @@ The gradient rule of a binary operator is written once, in terms of both operand
 all three forms.
 """
 
+# Operator methods take no `self`: Op turns them into static methods (see registry.py).
+# ruff: noqa: N805
+
 from __future__ import annotations
 
 import functools
@@ -252,7 +255,7 @@ lcm = _define_binary("lcm", _np.lcm, "_npi_lcm", commutative=True)
 
 divide = true_divide
 remainder = mod
-pow = power  # noqa: A001
+pow = power
 
 
 # ----------------------------------------------------------------------------------------------

@@ -6,6 +6,9 @@ adding where one element was read several times; the scatter's own gradient is t
 again, so second-order gradients come free.
 """
 
+# Operator methods take no `self`: Op turns them into static methods (see registry.py).
+# ruff: noqa: N805
+
 from __future__ import annotations
 
 import builtins
@@ -223,7 +226,8 @@ def _along_axis_shape(arr_shape: tuple, idx_shape: tuple, axis: int) -> tuple:
     if len(arr_shape) != len(idx_shape):
         raise ShapeError(f"take_along_axis: indices of shape {tuple(idx_shape)} need as many "
                          f"dimensions as the array of shape {tuple(arr_shape)}")
-    other = [a if i == axis else b for i, (a, b) in enumerate(zip(idx_shape, arr_shape))]
+    other = [a if i == axis else b
+             for i, (a, b) in enumerate(zip(idx_shape, arr_shape, strict=True))]
     try:
         shape = _np.broadcast_shapes(tuple(other), tuple(idx_shape))
     except ValueError:

@@ -1,6 +1,9 @@
 """Products (matmul, dot, tensordot, einsum, and outer/inner built from them) and matrix
 structure: diagonal, diag, tril, triu, trace."""
 
+# Operator methods take no `self`: Op turns them into static methods (see registry.py).
+# ruff: noqa: N805
+
 from __future__ import annotations
 
 import string
@@ -79,7 +82,7 @@ class Tensordot(Op):
 
     def infer(a, b, *, axes):
         ia, ib = axes
-        for i, j in zip(ia, ib):
+        for i, j in zip(ia, ib, strict=False):
             if a.shape[i] != b.shape[j]:
                 raise ShapeError(f"tensordot: axis {i} of {tuple(a.shape)} and axis {j} of "
                                  f"{tuple(b.shape)} differ")
@@ -189,11 +192,12 @@ def _expand_ellipsis(subscripts: str, ndims: list[int]) -> str:
     if len(terms) != len(ndims):
         raise ShapeError(f"einsum: {len(terms)} operand subscripts for {len(ndims)} operands")
     spare = [c for c in string.ascii_letters if c not in subscripts]
-    n_ell = max((nd - len(t.replace("...", "")) for t, nd in zip(terms, ndims) if "..." in t),
+    n_ell = max((nd - len(t.replace("...", ""))
+                 for t, nd in zip(terms, ndims, strict=True) if "..." in t),
                 default=0)
     ell = "".join(spare[:n_ell])
     new_terms = []
-    for t, nd in zip(terms, ndims):
+    for t, nd in zip(terms, ndims, strict=False):
         if "..." in t:
             k = nd - len(t.replace("...", ""))
             t = t.replace("...", ell[n_ell - k:] if k else "")
@@ -221,11 +225,11 @@ class Einsum(Op):
     def infer(*operands, subscripts):
         lhs, rhs = subscripts.split("->")
         sizes = {}
-        for term, x in zip(lhs.split(","), operands):
+        for term, x in zip(lhs.split(","), operands, strict=False):
             if len(term) != len(x.shape):
                 raise ShapeError(f"einsum: subscripts {term!r} for an operand of shape "
                                  f"{tuple(x.shape)}")
-            for c, d in zip(term, x.shape):
+            for c, d in zip(term, x.shape, strict=False):
                 if sizes.get(c, d) != d and 1 not in (d, sizes[c]):
                     raise ShapeError(f"einsum: index {c!r} has sizes {sizes[c]} and {d}")
                 sizes[c] = max(sizes.get(c, d), d)
@@ -236,7 +240,7 @@ class Einsum(Op):
         lhs, rhs = subscripts.split("->")
         terms = lhs.split(",")
         grads = []
-        for i, (term, x) in enumerate(zip(terms, inputs)):
+        for i, (term, x) in enumerate(zip(terms, inputs, strict=False)):
             if len(set(term)) != len(term):
                 raise KilnError(f"einsum: the gradient for an operand with a repeated index "
                                 f"({term!r}, a diagonal) is not implemented")

@@ -236,7 +236,7 @@ def _define_sampler(name: str, params: dict, integer: bool = False, renamed: dic
         names = list(params)
         if len(args) > len(names):
             raise KilnError(f"random.{name}: takes {names} and size, dtype by keyword")
-        values.update(zip(names, args))
+        values.update(zip(names, args, strict=False))
         for k, v in kwargs.items():
             if k not in values:
                 raise KilnError(f"random.{name}: unknown argument {k!r}; it takes {names}")

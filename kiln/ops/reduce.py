@@ -5,6 +5,9 @@ sum `cumsum`.
 None or a tuple so that equal graphs print equally.
 """
 
+# Operator methods take no `self`: Op turns them into static methods (see registry.py).
+# ruff: noqa: N805
+
 from __future__ import annotations
 
 import builtins
@@ -269,7 +272,7 @@ def _dtype_name(dtype):
     return None if dtype is None else _np.dtype(dtype).name
 
 
-def sum(a, axis=None, dtype=None, keepdims: bool = False):  # noqa: A001
+def sum(a, axis=None, dtype=None, keepdims: bool = False):
     """Sum over `axis` (all axes by default)."""
     return _reduce(Sum, a, axis, keepdims, dtype=_dtype_name(dtype))
 
@@ -284,12 +287,12 @@ def prod(a, axis=None, dtype=None, keepdims: bool = False):
     return _reduce(Prod, a, axis, keepdims, dtype=_dtype_name(dtype))
 
 
-def max(a, axis=None, keepdims: bool = False):  # noqa: A001
+def max(a, axis=None, keepdims: bool = False):
     """Largest element over `axis`; tied elements share the gradient evenly."""
     return _reduce(Max, a, axis, keepdims)
 
 
-def min(a, axis=None, keepdims: bool = False):  # noqa: A001
+def min(a, axis=None, keepdims: bool = False):
     """Smallest element over `axis`; tied elements share the gradient evenly."""
     return _reduce(Min, a, axis, keepdims)
 
@@ -326,12 +329,12 @@ def argmin(a, axis: int | None = None, keepdims: bool = False):
     return _arg_reduce(Argmin, a, axis, keepdims)
 
 
-def all(a, axis=None, keepdims: bool = False):  # noqa: A001
+def all(a, axis=None, keepdims: bool = False):
     """Whether every element over `axis` is true."""
     return _reduce(All, a, axis, keepdims)
 
 
-def any(a, axis=None, keepdims: bool = False):  # noqa: A001
+def any(a, axis=None, keepdims: bool = False):
     """Whether any element over `axis` is true."""
     return _reduce(Any, a, axis, keepdims)
 

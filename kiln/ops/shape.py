@@ -2,6 +2,9 @@
 pad. Indexing (getitem, take ...) lives in `indexing.py`, re-exported here.
 """
 
+# Operator methods take no `self`: Op turns them into static methods (see registry.py).
+# ruff: noqa: N805
+
 from __future__ import annotations
 
 import builtins
@@ -114,7 +117,7 @@ def moveaxis(a, source, destination):
     src = _reduce.norm_axis(source, ndim)
     dst = _reduce.norm_axis(destination, ndim)
     order = [n for n in range(ndim) if n not in src]
-    for d, s in sorted(zip(dst, src)):
+    for d, s in sorted(zip(dst, src, strict=False)):
         order.insert(d, s)
     return transpose(a, tuple(order))
 
@@ -189,7 +192,8 @@ class Concatenate(Op):
         ax = axis % len(first)
         for x in xs[1:]:
             if len(x.shape) != len(first) or any(
-                    d != e for i, (d, e) in enumerate(zip(x.shape, first)) if i != ax):
+                    d != e for i, (d, e) in enumerate(zip(x.shape, first, strict=True))
+                    if i != ax):
                 raise ShapeError(f"concatenate: shapes {[tuple(x.shape) for x in xs]} differ "
                                  f"outside axis {axis}")
         shape = list(first)
@@ -200,7 +204,7 @@ class Concatenate(Op):
         sizes = [x.shape[axis] for x in inputs]
         bounds = _np.cumsum(sizes)[:-1].tolist()
         parts = split(cts[0], bounds, axis=axis)
-        return tuple(_like(p, x) for p, x in zip(parts, inputs))
+        return tuple(_like(p, x) for p, x in zip(parts, inputs, strict=False))
 
 
 def concatenate(seq, axis: int = 0):
@@ -240,7 +244,7 @@ class Stack(Op):
         n = len(inputs)
         ax = axis % (len(inputs[0].shape) + 1)
         parts = split(cts[0], n, axis=ax)
-        return tuple(_like(squeeze(p, ax), x) for p, x in zip(parts, inputs))
+        return tuple(_like(squeeze(p, ax), x) for p, x in zip(parts, inputs, strict=False))
 
 
 def stack(arrays, axis: int = 0):
@@ -289,11 +293,11 @@ class Split(Op):
         x = inputs[0]
         ax = axis % len(x.shape)
         pieces = _pieces(indices, x.shape[ax])
-        if builtins.all(a[1] == b[0] for a, b in zip(pieces[:-1], pieces[1:])):
+        if builtins.all(a[1] == b[0] for a, b in zip(pieces[:-1], pieces[1:], strict=False)):
             return (concatenate(cts, axis=ax),)
         # Decreasing boundaries make pieces overlap: pad each back to full length and add.
         total = None
-        for (lo, hi), g in zip(pieces, cts):
+        for (lo, hi), g in zip(pieces, cts, strict=False):
             widths = tuple((lo, x.shape[ax] - hi) if i == ax else (0, 0)
                            for i in range(len(x.shape)))
             part = pad(g, widths)
@@ -304,7 +308,7 @@ class Split(Op):
 def _pieces(indices, length: int) -> list[tuple[int, int]]:
     """(start, stop) of each piece of np.split; a stop before its start gives an empty piece."""
     bounds = [0, *indices, length]
-    return [(lo, builtins.max(lo, hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    return [(lo, builtins.max(lo, hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=False)]
 
 
 def split(ary, indices_or_sections, axis: int = 0):
@@ -427,7 +431,7 @@ class Tile(Op):
         ndim = builtins.max(len(x.shape), len(reps))
         shape = (1,) * (ndim - len(x.shape)) + tuple(x.shape)
         reps = (1,) * (ndim - len(reps)) + tuple(reps)
-        return Aval(tuple(d * r for d, r in zip(shape, reps)), x.dtype)
+        return Aval(tuple(d * r for d, r in zip(shape, reps, strict=False)), x.dtype)
 
     def grad(inputs, outputs, cts, *, reps):
         # Each output axis is (rep, original): view it that way and sum the reps away.
@@ -436,7 +440,7 @@ class Tile(Op):
         shape = (1,) * (ndim - len(x_shape)) + x_shape
         reps = (1,) * (ndim - len(reps)) + tuple(reps)
         split_shape = []
-        for r, d in zip(reps, shape):
+        for r, d in zip(reps, shape, strict=False):
             split_shape += [r, d]
         g = reshape(cts[0], tuple(split_shape))
         g = _reduce.sum(g, axis=tuple(range(0, 2 * ndim, 2)))
@@ -506,13 +510,15 @@ class Pad(Op):
         return _np.pad(x, pad_width, mode=mode)
 
     def infer(x, *, pad_width, mode, constant_value):
-        return Aval(tuple(d + lo + hi for d, (lo, hi) in zip(x.shape, pad_width)), x.dtype)
+        shape = tuple(d + lo + hi for d, (lo, hi) in zip(x.shape, pad_width, strict=True))
+        return Aval(shape, x.dtype)
 
     def grad(inputs, outputs, cts, *, pad_width, mode, constant_value):
         if mode != "constant":
             raise KilnError(f"pad: the gradient of mode {mode!r} is not implemented; "
                             "mode='constant' is differentiable")
-        key = tuple(slice(lo, lo + d) for d, (lo, _) in zip(inputs[0].shape, pad_width))
+        key = tuple(slice(lo, lo + d)
+                    for d, (lo, _) in zip(inputs[0].shape, pad_width, strict=True))
         return (_indexing.getitem(cts[0], key),)
 
 

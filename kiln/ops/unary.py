@@ -6,6 +6,9 @@ operators that say `save_outputs`) and the output cotangent `g`. `kiln.ops.eleme
 re-exports every function here.
 """
 
+# Operator methods take no `self`: Op turns them into static methods (see registry.py).
+# ruff: noqa: N805
+
 from __future__ import annotations
 
 import math
@@ -172,7 +175,7 @@ def around(x, decimals: int = 0):
     return apply(Around, (x,), {"decimals": int(decimals)})
 
 
-round = round_ = around  # noqa: A001  (NumPy's name)
-abs = absolute  # noqa: A001
+round = round_ = around
+abs = absolute
 fix = trunc  # NumPy's fix rounds toward zero, as trunc does (same result dtypes too)
 bitwise_not = invert

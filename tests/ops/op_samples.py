@@ -177,7 +177,7 @@ for _name in ("exponential", "gamma", "beta", "chisquare", "laplace", "logistic"
               "lognormal", "rayleigh", "weibull", "pareto", "power", "poisson"):
     SAMPLES["random_" + _name] = [sample(shape=(2, 3)), sample(shape=(3,), dtype="float64")]
 
-# ---- neural-network operators (kiln.npx) ----------------------------------------------------------
+# ---- neural-network operators (kiln.npx) --------------------------------------------------------
 SAMPLES["fully_connected"] = [
     sample(_f32(2, 4), _f32(3, 4), F32_3, num_hidden=3),
     sample(_f32(2, 2, 2), _f32(3, 4), num_hidden=3, no_bias=True),

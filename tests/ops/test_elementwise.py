@@ -54,7 +54,8 @@ UNARY = {
     "signbit": (onp.signbit, (-3, 3), False),
 }
 
-ALIASES = {"abs": "absolute", "fix": "trunc", "bitwise_not": "invert", "round": "around", "divide": "true_divide",
+ALIASES = {"abs": "absolute", "fix": "trunc", "bitwise_not": "invert", "round": "around",
+           "divide": "true_divide",
            "remainder": "mod", "pow": "power"}
 
 
