@@ -1,4 +1,5 @@
-"""`kiln.np.linalg`: norms built from differentiable operators."""
+"""`kiln.np.linalg`: norms built from differentiable operators; inverses, determinants and
+solves (differentiable too); NumPy 2's `diagonal`, `trace`, `matmul` and friends."""
 
 from __future__ import annotations
 
@@ -8,8 +9,22 @@ from ..base import KilnError, ShapeError
 from ..ops import elementwise as _ew
 from ..ops import reduce as _reduce
 from ..ops import shape as _shape
+from ..ops import linalg as _linalg
+from ..ops.linalg import det, inv, matmul, outer, slogdet, solve, tensordot
 
-__all__ = ["norm"]
+__all__ = ["det", "diagonal", "inv", "matmul", "norm", "outer", "slogdet", "solve", "tensordot",
+           "trace"]
+
+
+def diagonal(x, offset: int = 0):
+    """The diagonal of (each matrix in) the last two axes, as NumPy 2's `linalg.diagonal`."""
+    return _linalg.diagonal(x, offset, -2, -1)
+
+
+def trace(x, offset: int = 0, dtype=None):
+    """Sum of the diagonal of (each matrix in) the last two axes, as NumPy 2's
+    `linalg.trace`."""
+    return _linalg.trace(x, offset, -2, -1, dtype)
 
 
 def _vector_norm(x, ord, axis: int, keepdims: bool):

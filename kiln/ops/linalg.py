@@ -412,3 +412,7 @@ def triu(m, k: int = 0):
 def trace(a, offset: int = 0, axis1: int = 0, axis2: int = 1, dtype=None):
     """Sum along a diagonal (the main one of a matrix by default)."""
     return _reduce.sum(diagonal(a, offset, axis1, axis2), axis=-1, dtype=dtype)
+
+
+# Inverses, determinants and solves, re-exported: np.linalg finds them all here.
+from .linalg_solve import det, inv, slogdet, solve  # noqa: E402, F401

@@ -168,6 +168,13 @@ SAMPLES["diag_embed"] = [sample(F32_3, offset=1, axis1=0, axis2=1, shape=(4, 4))
 SAMPLES["tril"] = [sample(F32_234), sample(F32_23, k=1)]
 SAMPLES["triu"] = [sample(F32_234, k=-1), sample(F32_23)]
 
+_SQ = (onp.eye(3) * 3 + _f32(3, 3)).astype("float32")
+_SQ_BATCH = onp.stack([_SQ, _SQ.T])
+for _name in ("inv", "det", "slogdet"):
+    SAMPLES[_name] = [sample(_SQ), sample(_SQ_BATCH), sample(onp.array([[2, 1], [1, 3]]))]
+SAMPLES["solve"] = [sample(_SQ, F32_3), sample(_SQ, _f32(3, 2)), sample(_SQ_BATCH, F32_3),
+                    sample(_SQ_BATCH, _f32(2, 3, 4))]
+
 # ---- random sampling (no array inputs) -----------------------------------------------------------
 SAMPLES["random_normal"] = [sample(shape=(2, 3)), sample(loc=1.0, shape=(4,), dtype="float64")]
 SAMPLES["random_uniform"] = [sample(shape=(2, 3)), sample(low=-1.0, shape=(), dtype="float16")]

@@ -280,3 +280,68 @@ def test_norm_dtypes_and_errors():
         np.linalg.norm(np.ones((2, 2, 2)), ord=1)
     with pytest.raises(ShapeError, match="norm"):
         np.linalg.norm(np.ones((2, 2, 2)), axis=(0, 1, 2))
+
+
+# ----------------------------------------------------------------------------------------------
+# np.linalg: inv, det, slogdet, solve, and NumPy 2's diagonal/trace on the last two axes
+# ----------------------------------------------------------------------------------------------
+
+def _well_conditioned(*shape, seed=0):
+    n = shape[-1]
+    return rand(*shape, seed=seed) + 3 * onp.eye(n)
+
+
+@pytest.mark.parametrize("shape", [(3, 3), (2, 3, 3)])
+def test_inv_det_slogdet(shape):
+    a = _well_conditioned(*shape).astype("float32")
+    assert_matches(np.linalg.inv(np.array(a)), onp.linalg.inv(a), rtol=1e-4, atol=1e-5)
+    assert_matches(np.linalg.det(np.array(a)), onp.linalg.det(a), rtol=1e-4)
+    sign, logabs = np.linalg.slogdet(np.array(-a))
+    want_sign, want_logabs = onp.linalg.slogdet(-a)
+    assert_matches(sign, want_sign)
+    assert_matches(logabs, want_logabs, rtol=1e-5)
+    a64 = _well_conditioned(*shape, seed=1)
+    check_gradient(np.linalg.inv, [a64])
+    check_gradient(np.linalg.det, [a64])
+    check_gradient(lambda m: np.linalg.slogdet(m)[1], [a64])
+    check_gradient(lambda m: np.linalg.slogdet(-m)[0] * 2, [a64])
+
+
+def test_inv_of_integers_is_float64():
+    i = onp.array([[2, 1], [1, 3]], dtype="int32")
+    assert_matches(np.linalg.inv(np.array(i)), onp.linalg.inv(i))
+    assert_matches(np.linalg.det(np.array(i)), onp.linalg.det(i))
+
+
+@pytest.mark.parametrize("sa,sb", [((3, 3), (3,)), ((3, 3), (3, 2)), ((2, 3, 3), (3,)),
+                                   ((2, 3, 3), (2, 3, 4)), ((2, 3, 3), (3, 1))])
+def test_solve(sa, sb):
+    a = _well_conditioned(*sa).astype("float32")
+    b = rand(*sb, seed=2).astype("float32")
+    assert_matches(np.linalg.solve(np.array(a), np.array(b)), onp.linalg.solve(a, b),
+                   rtol=1e-4, atol=1e-5)
+    check_gradient(np.linalg.solve, [_well_conditioned(*sa, seed=3), rand(*sb, seed=4)])
+
+
+def test_linalg_errors():
+    with pytest.raises(ShapeError, match="inv.*square"):
+        np.linalg.inv(np.ones((2, 3)))
+    with pytest.raises(ShapeError, match="det"):
+        np.linalg.det(np.ones(3))
+    with pytest.raises(ShapeError, match="solve"):
+        np.linalg.solve(np.eye(3), np.ones((4,)))
+    with pytest.raises(ShapeError, match="inv"):
+        np.linalg.inv(np.zeros((2, 2)))  # singular: NumPy's LinAlgError, named
+
+
+def test_linalg_second_order():
+    check_second_order(np.linalg.inv, [_well_conditioned(2, 2)])
+
+
+def test_numpy2_linalg_diagonal_and_trace_use_the_last_axes():
+    x = rand(2, 3, 4, dtype="float32")
+    assert_matches(np.linalg.diagonal(np.array(x)), onp.linalg.diagonal(x))
+    assert_matches(np.linalg.diagonal(np.array(x), offset=1), onp.linalg.diagonal(x, offset=1))
+    assert_matches(np.linalg.trace(np.array(x)), onp.linalg.trace(x))
+    assert_matches(np.linalg.matmul(np.array(x), np.array(x).transpose(0, 2, 1)),
+                   onp.linalg.matmul(x, x.transpose(0, 2, 1)), rtol=1e-5)
