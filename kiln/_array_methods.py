@@ -210,6 +210,9 @@ class ArrayMethods:
     def argmin(self, axis=None, keepdims=False):
         return _reduce.argmin(self, axis, keepdims)
 
+    def cumsum(self, axis=None, dtype=None):
+        return _reduce.cumsum(self, axis, dtype)
+
     def all(self, axis=None, keepdims=False):
         return _reduce.all(self, axis, keepdims)
 
@@ -228,6 +231,15 @@ class ArrayMethods:
 
     def dot(self, b):
         return _linalg.dot(self, b)
+
+    def diagonal(self, offset=0, axis1=0, axis2=1):
+        return _linalg.diagonal(self, offset, axis1, axis2)
+
+    def trace(self, offset=0, axis1=0, axis2=1, dtype=None):
+        return _linalg.trace(self, offset, axis1, axis2, dtype)
+
+    def nonzero(self):
+        return _shape.nonzero(self)
 
     def abs(self):
         return _ew.absolute(self)

@@ -1,6 +1,6 @@
 """Elementwise operators: binary arithmetic with NumPy broadcasting, comparisons, `where`,
-`clip`, casts and copies. The unary functions live in `unary.py` and are re-exported here, so
-`elementwise` is the one module to import for the whole family.
+`clip`, `nan_to_num`, `isclose`. The unary functions (`unary.py`) and the casts, copies and fills
+(`casting.py`) are re-exported here, so `elementwise` is the one module to import for the family.
 
 Each binary operator comes in three forms, as in MXNet: array-array (`add`), array-scalar
 (`add_scalar`, attribute `scalar`) and, when the order matters, scalar-array (`rsubtract_scalar`).
@@ -19,6 +19,7 @@ import math
 
 import numpy as _np
 
+from ..base import ShapeError
 from ..ndarray import apply, asarray_input, wrap
 from .registry import Aval, Op
 from . import reduce as _reduce
@@ -60,6 +61,17 @@ def _scalar_type(s):
     return type(s)
 
 
+def broadcast_shape(op_name: str, *shapes) -> tuple:
+    """The shape NumPy broadcasting gives `shapes`, or a ShapeError naming the operator."""
+    try:
+        return _np.broadcast_shapes(*shapes)
+    except ValueError:
+        listed = " and ".join(str(tuple(s)) for s in shapes)
+        raise ShapeError(f"{op_name}: operands of shapes {listed} do not broadcast (aligned from "
+                         "the right, each dimension must be equal or 1); reshape or "
+                         "expand_dims one of them") from None
+
+
 def unbroadcast(g, shape: tuple):
     """Sum `g` down to `shape`: the gradient of broadcasting an operand of that shape."""
     if g.shape == tuple(shape):
@@ -88,7 +100,7 @@ def _define_binary(name, ufunc, mx_name, grad=None, commutative=False, mirrored=
     differentiable = grad is not None
 
     def array_infer(a, b):
-        return Aval(_np.broadcast_shapes(a.shape, b.shape), ufunc_dtype(ufunc, a.dtype, b.dtype))
+        return Aval(broadcast_shape(name, a.shape, b.shape), ufunc_dtype(ufunc, a.dtype, b.dtype))
 
     def array_grad(inputs, outputs, cts):
         a, b = inputs
@@ -259,7 +271,7 @@ pow = power
 
 
 # ----------------------------------------------------------------------------------------------
-# where, clip, casts, copies
+# where, clip, nan_to_num, isclose
 # ----------------------------------------------------------------------------------------------
 
 class Where(Op):
@@ -273,7 +285,7 @@ class Where(Op):
         return _np.where(condition, x, y)
 
     def infer(condition, x, y):
-        shape = _np.broadcast_shapes(condition.shape, x.shape, y.shape)
+        shape = broadcast_shape("where", condition.shape, x.shape, y.shape)
         return Aval(shape, _np.result_type(x.dtype, y.dtype))
 
     def grad(inputs, outputs, cts):
@@ -376,8 +388,8 @@ class NanToNum(Op):
         return (where(isfinite(inputs[0]), g, zeros_like(g)),)
 
 
-def nan_to_num(x, copy: bool = True, nan: float = 0.0, posinf: float | None = None,
-               neginf: float | None = None):
+def nan_to_num(x, copy: bool = True,  # noqa: F811  (NumPy's argument name)
+               nan: float = 0.0, posinf: float | None = None, neginf: float | None = None):
     """Replace NaN with `nan` and +-inf with `posinf`/`neginf` (default: the dtype's extremes)."""
     return apply(NanToNum, (x,), {"nan": float(nan),
                                   "posinf": None if posinf is None else float(posinf),
@@ -397,7 +409,7 @@ class IsClose(Op):
         return _np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan)
 
     def infer(a, b, *, rtol, atol, equal_nan):
-        return Aval(_np.broadcast_shapes(a.shape, b.shape), _np.dtype(bool))
+        return Aval(broadcast_shape("isclose", a.shape, b.shape), _np.dtype(bool))
 
 
 def isclose(a, b, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False):
@@ -407,104 +419,11 @@ def isclose(a, b, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = Fals
                                    "equal_nan": bool(equal_nan)})
 
 
-class Cast(Op):
-    """A dtype conversion; the gradient converts back."""
-
-    name = "cast"
-    mx_name = "_npi_cast"
-    attrs = {"dtype": "float32"}
-
-    def impl(x, *, dtype):
-        return x.astype(dtype)
-
-    def infer(x, *, dtype):
-        return Aval(x.shape, _np.dtype(dtype))
-
-    def grad(inputs, outputs, cts, *, dtype):
-        x = inputs[0]
-        if x.dtype.kind not in "fc":
-            return (None,)
-        return (astype(cts[0], x.dtype.name),)
-
-
-def astype(x, dtype, copy: bool = True):
-    """The values converted to `dtype` (the same array when `copy=False` and it has it)."""
-    dtype = _np.dtype(dtype)
-    if not copy and x.dtype == dtype:
-        return x
-    return apply(Cast, (x,), {"dtype": dtype.name})
-
-
-class Copy(Op):
-    name = "copy"
-    mx_name = "_np_copy"
-
-    def impl(x):
-        return x.copy()
-
-    def infer(x):
-        return Aval(x.shape, x.dtype)
-
-    def grad(inputs, outputs, cts):
-        return (cts[0],)
-
-
-def copy(a):
-    """A copy with its own memory."""
-    return apply(Copy, (a,))
-
-
-class StopGradient(Op):
-    """Identity whose result is a constant for autograd (MXNet's BlockGrad)."""
-
-    name = "stop_gradient"
-    mx_name = "BlockGrad"
-    differentiable = False
-
-    def impl(x):
-        return x
-
-    def infer(x):
-        return Aval(x.shape, x.dtype)
-
-
-def stop_gradient(x):
-    """The same values as a constant for autograd (MXNet's BlockGrad)."""
-    return apply(StopGradient, (x,))
-
-
-class FullLike(Op):
-    """An array of `fill_value` with the shape (and, by default, dtype) of the input."""
-
-    name = "full_like"
-    mx_name = "_npi_full_like"
-    attrs = {"fill_value": 0.0, "dtype": None}
-    differentiable = False
-
-    def impl(x, *, fill_value, dtype):
-        return _np.full(x.shape, fill_value, dtype=dtype or x.dtype)
-
-    def infer(x, *, fill_value, dtype):
-        return Aval(x.shape, _np.dtype(dtype) if dtype else x.dtype)
-
-
-def full_like(a, fill_value, dtype=None):
-    """An array of `fill_value` with the shape (and by default dtype) of `a`."""
-    return apply(FullLike, (a,), {"fill_value": fill_value,
-                                  "dtype": None if dtype is None else _np.dtype(dtype).name})
-
-
-def zeros_like(a, dtype=None):
-    """Zeros with the shape (and by default dtype) of `a`."""
-    return full_like(a, 0, dtype)
-
-
-def ones_like(a, dtype=None):
-    """Ones with the shape (and by default dtype) of `a`."""
-    return full_like(a, 1, dtype)
-
-
-# The unary half of the family; imported last because its rules call back into this module.
+# The unary half of the family and the casts; imported last because their rules call back into
+# this module.
+from .casting import (  # noqa: E402, F401
+    Cast, astype, copy, full_like, ones_like, stop_gradient, zeros_like,
+)
 from .unary import (  # noqa: E402, F401
     abs, absolute, arccos, arccosh, arcsin, arcsinh, arctan, arctanh, around, bitwise_not, cbrt,
     ceil, cos, cosh, degrees, exp, exp2, expm1, fabs, fix, floor, invert, isfinite, isinf, isnan,

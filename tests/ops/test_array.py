@@ -201,3 +201,20 @@ def test_eager_only_numpy_functions():
     assert_matches(np.argwhere(x > 1.5), onp.argwhere(x.asnumpy() > 1.5))
     assert np.isscalar(1.0) and not np.isscalar(x)
     assert np.may_share_memory(x, x) and not np.shares_memory(x, x.copy())
+
+
+def test_more_numpy_methods():
+    x = onp.array([[3.0, 0.0, 2.0], [1.0, 5.0, 0.0], [4.0, 1.0, 2.0]], "float32")
+    k = np.array(x)
+    assert_matches(k.cumsum(), x.cumsum())
+    assert_matches(k.cumsum(axis=1), x.cumsum(axis=1))
+    assert_matches(k.diagonal(), x.diagonal())
+    assert_matches(k.diagonal(1), x.diagonal(1))
+    assert_matches(k.trace(), x.trace())
+    for g, w in zip(k.nonzero(), x.nonzero()):
+        assert_matches(g, w)
+    assert_matches(k.prod(axis=0), x.prod(axis=0))
+    assert_matches(k.clip(1.0, 3.0), x.clip(1.0, 3.0))
+    assert_matches(k.round(), x.round())
+    assert_matches(k.swapaxes(0, 1), x.swapaxes(0, 1))
+    assert_matches(k.squeeze(), x.squeeze())

@@ -422,6 +422,10 @@ def test_nan_to_num():
     assert_matches(xa.grad, onp.array([3.0, 0, 0, 0, 3.0]))
 
 
+def test_nan_to_num_gradient_on_finite_values():
+    check_gradient(lambda a: np.nan_to_num(a) * a, [rand(2, 3)])
+
+
 def test_isclose_and_array_equal():
     a = onp.array([1.0, 2.0, onp.nan, 1e-9], "float32")
     b = onp.array([1.0 + 1e-7, 2.1, onp.nan, 0.0], "float32")

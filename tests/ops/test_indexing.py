@@ -257,3 +257,12 @@ def test_nonzero():
     got = np.nonzero(np.array(x))
     for g, w in zip(got, onp.nonzero(x)):
         assert_matches(g, w)
+
+
+def test_scatter_operators_gradients():
+    from kiln.ops.shape import index_add
+
+    idx = onp.array([[0, 2], [2, 4]])
+    check_gradient(lambda g: index_add(g, idx, 0, 5), [rand(2, 2, 3)])
+    check_gradient(lambda g: index_add(g, idx, 1, 5, mode="wrap"), [rand(3, 2, 2)])
+    check_second_order(lambda a: np.take(a, idx, axis=0) ** 3, [rand(5, 2)])
