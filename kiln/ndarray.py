@@ -160,14 +160,14 @@ def _op_error(op, args, attrs, err: Exception) -> KilnError:
 
 
 def _infer_error(op, args, attrs) -> KilnError | None:
-    """The KilnError `op.infer` raises for these arguments, if it raises one."""
+    """The ShapeError or DTypeError `op.infer` raises for these arguments, if it raises one."""
     from .ops.registry import Aval
 
     try:
         avals = [None if a is None else Aval(tuple(_np.shape(a)), _np.result_type(a))
                  for a in args]
         op.infer(*avals, **attrs)
-    except KilnError as e:
+    except (ShapeError, DTypeError) as e:
         return e
     except Exception:
         return None

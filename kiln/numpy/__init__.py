@@ -15,15 +15,15 @@ from ..base import KilnError as _KilnError
 from ..base import default_dtype as _default_dtype
 from ..ndarray import ndarray, wrap as _wrap
 from ..ops.elementwise import (  # noqa: F401
-    abs, absolute, add, arccos, arccosh, arcsin, arcsinh, arctan, arctan2, arctanh, around,
-    astype, bitwise_and, bitwise_not, bitwise_or, bitwise_xor, cbrt, ceil, clip, copy, copysign,
-    cos, cosh, degrees, divide, equal, exp, exp2, expm1, fabs, fix, floor, floor_divide, fmax,
-    fmin, fmod, full_like, gcd, greater, greater_equal, heaviside, hypot, invert, isclose,
-    isfinite, isinf, isnan, lcm, left_shift, less, less_equal, log, log1p, log2, log10,
-    logaddexp, logical_and, logical_not, logical_or, logical_xor, maximum, minimum, mod,
-    multiply, nan_to_num, negative, not_equal, ones_like, pow, power, radians, reciprocal,
-    remainder, right_shift, rint, round, round_, sign, signbit, sin, sinh, sqrt, square,
-    subtract, tan, tanh, true_divide, trunc, where, zeros_like,
+    abs, absolute, add, arccos, arccosh, arcsin, arcsinh, arctan, arctan2, arctanh, around, astype,
+    bitwise_and, bitwise_not, bitwise_or, bitwise_xor, cbrt, ceil, clip, copy, copysign, cos, cosh,
+    deg2rad, degrees, divide, equal, exp, exp2, expm1, fabs, fix, floor, floor_divide, fmax, fmin,
+    fmod, full_like, gcd, greater, greater_equal, heaviside, hypot, invert, isclose, isfinite,
+    isinf, isnan, lcm, left_shift, less, less_equal, log, log1p, log2, log10, logaddexp,
+    logical_and, logical_not, logical_or, logical_xor, maximum, minimum, mod, multiply, nan_to_num,
+    negative, not_equal, ones_like, pow, power, rad2deg, radians, reciprocal, remainder,
+    right_shift, rint, round, round_, sign, signbit, sin, sinh, sqrt, square, subtract, tan, tanh,
+    true_divide, trunc, where, zeros_like,
 )
 from ..ops.indexing import take_along_axis  # noqa: F401
 from ..ops.linalg import (  # noqa: F401
@@ -40,6 +40,7 @@ from ..ops.shape import (  # noqa: F401
 )
 from ._compose import (  # noqa: F401
     append, atleast_1d, atleast_2d, atleast_3d, average, column_stack, diff, dsplit, dstack,
+    ediff1d,
     fliplr, flipud, hsplit, hstack, meshgrid, ptp, rot90, row_stack, vsplit, vstack,
 )
 from . import random  # noqa: F401

@@ -13,8 +13,8 @@ from ..ops import shape as _shape
 from ..ops.elementwise import asarray_input
 
 __all__ = [
-    "append", "atleast_1d", "atleast_2d", "atleast_3d", "average", "column_stack", "diff",
-    "dsplit", "dstack", "fliplr", "flipud", "hsplit", "hstack", "meshgrid", "ptp", "rot90",
+    "append", "atleast_1d", "atleast_2d", "atleast_3d", "average", "column_stack", "diff", "dsplit",
+    "dstack", "ediff1d", "fliplr", "flipud", "hsplit", "hstack", "meshgrid", "ptp", "rot90",
     "row_stack", "vsplit", "vstack",
 ]
 
@@ -215,6 +215,16 @@ def diff(a, n: int = 1, axis: int = -1, prepend=None, append=None):
         a = a[_slice_along(ndim, axis, slice(1, None))] - a[
             _slice_along(ndim, axis, slice(None, -1))]
     return a
+
+
+def ediff1d(ary, to_end=None, to_begin=None):
+    """Differences between consecutive elements of the flattened array, with optional values
+    before and after."""
+    out = diff(_shape.ravel(_as_operand(ary)))
+    parts = [_shape.ravel(_as_operand(v)) for v in (to_begin,) if v is not None]
+    parts.append(out)
+    parts += [_shape.ravel(_as_operand(v)) for v in (to_end,) if v is not None]
+    return _shape.concatenate(parts) if len(parts) > 1 else out
 
 
 def average(a, axis=None, weights=None, returned: bool = False, keepdims: bool = False):

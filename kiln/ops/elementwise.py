@@ -426,7 +426,8 @@ from .casting import (  # noqa: E402, F401
 )
 from .unary import (  # noqa: E402, F401
     abs, absolute, arccos, arccosh, arcsin, arcsinh, arctan, arctanh, around, bitwise_not, cbrt,
-    ceil, cos, cosh, degrees, exp, exp2, expm1, fabs, fix, floor, invert, isfinite, isinf, isnan,
-    log, log1p, log2, log10, logical_not, negative, radians, reciprocal, relu, rint, round,
-    round_, sigmoid, sign, signbit, sin, sinh, softrelu, softsign, sqrt, square, tan, tanh, trunc,
+    ceil, cos, cosh, deg2rad, degrees, exp, exp2, expm1, fabs, fix, floor, invert, isfinite, isinf,
+    isnan, log, log1p, log2, log10, logical_not, negative, rad2deg, radians, reciprocal, relu, rint,
+    round, round_, sigmoid, sign, signbit, sin, sinh, softrelu, softsign, sqrt, square, tan, tanh,
+    trunc,
 )

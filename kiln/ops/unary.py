@@ -179,3 +179,4 @@ round = round_ = around
 abs = absolute
 fix = trunc  # NumPy's fix rounds toward zero, as trunc does (same result dtypes too)
 bitwise_not = invert
+deg2rad, rad2deg = radians, degrees

@@ -55,7 +55,7 @@ UNARY = {
 }
 
 ALIASES = {"abs": "absolute", "fix": "trunc", "bitwise_not": "invert", "round": "around",
-           "divide": "true_divide",
+           "divide": "true_divide", "deg2rad": "radians", "rad2deg": "degrees",
            "remainder": "mod", "pow": "power"}
 
 

@@ -335,6 +335,14 @@ def test_diff(n, axis):
                    onp.diff(x, prepend=0.0, append=x[:, :1]), atol=1e-5)
 
 
+def test_ediff1d():
+    x = rand(2, 3, dtype="float32")
+    assert_matches(np.ediff1d(_k(x)), onp.ediff1d(x))
+    assert_matches(np.ediff1d(_k(x), to_begin=_k(x[0, :1]), to_end=_k(x[1])),
+                   onp.ediff1d(x, to_begin=x[0, :1], to_end=x[1]))
+    check_gradient(np.ediff1d, [rand(2, 3)])
+
+
 def test_average():
     x = rand(3, 4, dtype="float32")
     w = rand(3, 4, low=0.1, high=1, dtype="float32", seed=1)
