@@ -180,11 +180,10 @@ def test_hsplit_vsplit_dsplit(fn):
             getattr(np, fn)(_k(v), 2)
 
 
-@pytest.mark.parametrize("shape", [(3, 4), (2, 1, 4), (2, 3, 4), (5, 2, 3, 4)])
-def test_broadcast_to(shape):
-    x = rand(3, 1, dtype="float32") if shape == (3, 4) else rand(1, 4, dtype="float32")
-    if shape[-2:] == (3, 4):
-        x = rand(3, 1, dtype="float32")
+@pytest.mark.parametrize("src,shape", [((3, 1), (3, 4)), ((1, 4), (2, 1, 4)), ((3, 1), (2, 3, 4)),
+                                       ((4,), (5, 2, 3, 4)), ((), (2,))])
+def test_broadcast_to(src, shape):
+    x = rand(*src, dtype="float32")
     assert_matches(np.broadcast_to(_k(x), shape), onp.broadcast_to(x, shape))
     assert_matches(_k(x).broadcast_to(shape), onp.broadcast_to(x, shape))
     check_gradient(lambda a: np.broadcast_to(a, shape), [x.astype("float64")])
