@@ -86,6 +86,17 @@ def unbroadcast(g, shape: tuple):
     return g
 
 
+def _cotangent_for(g, x):
+    """`g` summed to the shape of operand `x`, in its dtype when the result promoted it (a
+    float32 operand of a float64 product gets a float32 gradient)."""
+    if g is None:
+        return None
+    g = unbroadcast(g, x.shape)
+    if g.dtype != x.dtype and x.dtype.kind == "f":
+        g = astype(g, x.dtype)
+    return g
+
+
 # ----------------------------------------------------------------------------------------------
 # binary operators
 # ----------------------------------------------------------------------------------------------
@@ -106,8 +117,7 @@ def _define_binary(name, ufunc, mx_name, grad=None, commutative=False, mirrored=
         a, b = inputs
         y = outputs[0] if outputs is not None else None
         ga, gb = grad(a, b, y, cts[0])
-        return (None if ga is None else unbroadcast(ga, a.shape),
-                None if gb is None else unbroadcast(gb, b.shape))
+        return _cotangent_for(ga, a), _cotangent_for(gb, b)
 
     def scalar_impl(x, *, scalar):
         return ufunc(x, scalar)
@@ -292,8 +302,8 @@ class Where(Op):
         c, x, y = inputs
         g = cts[0]
         zero = zeros_like(g)
-        return (None, unbroadcast(where(c, g, zero), x.shape),
-                unbroadcast(where(c, zero, g), y.shape))
+        return (None, _cotangent_for(where(c, g, zero), x),
+                _cotangent_for(where(c, zero, g), y))
 
 
 def where(condition, x=None, y=None):

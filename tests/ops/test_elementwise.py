@@ -513,3 +513,14 @@ def test_second_order_multiply_and_sigmoid():
     check_second_order(lambda x, y: x * x * y, [rand(2, 3), rand(3, seed=1)])
     check_second_order(npx.sigmoid, [rand(2, 3)])
     check_second_order(lambda x: x ** 3, [rand(2, 3, low=0.5, high=1.5)])
+
+
+def test_gradient_of_a_promoted_operand_keeps_its_dtype():
+    a = np.array([1.0, 2.0])                      # float32
+    b = np.array([3.0, 4.0], dtype="float64")
+    a.attach_grad()
+    b.attach_grad()
+    with autograd.record():
+        (g,) = autograd.grad((a * b).sum(), [a], create_graph=True)
+    assert g.dtype == onp.float32
+    assert_matches(g, onp.array([3.0, 4.0], "float32"))
