@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import numpy as onp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import mutually_broadcastable_shapes
 from np_compare import assert_matches, rand
 
 from kiln import autograd, np
@@ -524,3 +527,19 @@ def test_gradient_of_a_promoted_operand_keeps_its_dtype():
         (g,) = autograd.grad((a * b).sum(), [a], create_graph=True)
     assert g.dtype == onp.float32
     assert_matches(g, onp.array([3.0, 4.0], "float32"))
+
+
+# ----------------------------------------------------------------------------------------------
+# property: any pair of broadcastable shapes, forward and gradient
+# ----------------------------------------------------------------------------------------------
+
+@settings(max_examples=25, deadline=None)
+@given(shapes=mutually_broadcastable_shapes(num_shapes=2, max_dims=3, max_side=3),
+       name=st.sampled_from(["add", "subtract", "multiply", "true_divide", "maximum", "hypot"]))
+def test_binary_broadcasting_property(shapes, name):
+    sa, sb = shapes.input_shapes
+    a = rand(*sa, low=0.5, high=2, seed=1)
+    b = rand(*sb, low=0.5, high=2, seed=2) + 0.01  # no ties for maximum
+    fn = getattr(np, name)
+    assert_matches(fn(np.array(a), np.array(b)), BINARY[name][0](a, b))
+    check_gradient(fn, [a, b])
