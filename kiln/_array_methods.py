@@ -7,8 +7,6 @@ for symbols.
 
 from __future__ import annotations
 
-import numpy as _np
-
 
 def _shape_args(args):
     """Accept both x.reshape(2, 3) and x.reshape((2, 3))."""
@@ -79,21 +77,38 @@ class ArrayMethods:
         return _ew.absolute(self)
 
     def __invert__(self):
-        if self.dtype == _np.bool_:
-            return _ew.logical_not(self)
-        raise TypeError("~ is supported on boolean arrays only")
+        return _ew.invert(self)
 
+    # & | ^ are logical on booleans and bitwise on integers, as NumPy's are.
     def __and__(self, other):
-        return _ew.logical_and(self, other) if self.dtype == _np.bool_ else \
-            _ew.bitwise_and(self, other)
+        return _ew.bitwise_and(self, other)
+
+    def __rand__(self, other):
+        return _ew.bitwise_and(other, self)
 
     def __or__(self, other):
-        return _ew.logical_or(self, other) if self.dtype == _np.bool_ else \
-            _ew.bitwise_or(self, other)
+        return _ew.bitwise_or(self, other)
+
+    def __ror__(self, other):
+        return _ew.bitwise_or(other, self)
 
     def __xor__(self, other):
-        return _ew.logical_xor(self, other) if self.dtype == _np.bool_ else \
-            _ew.bitwise_xor(self, other)
+        return _ew.bitwise_xor(self, other)
+
+    def __rxor__(self, other):
+        return _ew.bitwise_xor(other, self)
+
+    def __lshift__(self, other):
+        return _ew.left_shift(self, other)
+
+    def __rlshift__(self, other):
+        return _ew.left_shift(other, self)
+
+    def __rshift__(self, other):
+        return _ew.right_shift(self, other)
+
+    def __rrshift__(self, other):
+        return _ew.right_shift(other, self)
 
     # -- comparisons (elementwise, as in NumPy) ---------------------------------------------------
     def __eq__(self, other):  # type: ignore[override]
@@ -195,6 +210,9 @@ class ArrayMethods:
     def argmin(self, axis=None, keepdims=False):
         return _reduce.argmin(self, axis, keepdims)
 
+    def cumsum(self, axis=None, dtype=None):
+        return _reduce.cumsum(self, axis, dtype)
+
     def all(self, axis=None, keepdims=False):
         return _reduce.all(self, axis, keepdims)
 
@@ -213,6 +231,15 @@ class ArrayMethods:
 
     def dot(self, b):
         return _linalg.dot(self, b)
+
+    def diagonal(self, offset=0, axis1=0, axis2=1):
+        return _linalg.diagonal(self, offset, axis1, axis2)
+
+    def trace(self, offset=0, axis1=0, axis2=1, dtype=None):
+        return _linalg.trace(self, offset, axis1, axis2, dtype)
+
+    def nonzero(self):
+        return _shape.nonzero(self)
 
     def abs(self):
         return _ew.absolute(self)

@@ -48,7 +48,7 @@ class TapeNode:
     __slots__ = ("vjp", "inputs", "attrs", "out_refs", "out_data", "n_out", "name")
 
     def __init__(self, vjp, inputs, attrs, n_out, name, outputs=None):
-        # vjp(inputs, outputs, cotangents, **attrs) -> one cotangent (or None) per input
+        # vjp: callable(inputs, outputs, cotangents, **attrs) -> input cotangents
         self.vjp = vjp
         self.inputs = inputs      # tuple of ndarrays (or None for absent optional inputs)
         self.attrs = attrs
@@ -65,7 +65,7 @@ class TapeNode:
         from .ndarray import wrap
 
         outs = []
-        for ref, data in zip(self.out_refs, self.out_data):
+        for ref, data in zip(self.out_refs, self.out_data, strict=False):
             o = ref()
             outs.append(o if o is not None else wrap(data))
         return outs
@@ -134,7 +134,7 @@ def mark_variables(variables, gradients, grad_reqs="write") -> None:
         variables, gradients = [variables], [gradients]
     if isinstance(grad_reqs, str):
         grad_reqs = [grad_reqs] * len(variables)
-    for var, g, req in zip(variables, gradients, grad_reqs):
+    for var, g, req in zip(variables, gradients, grad_reqs, strict=False):
         var.attach_grad(req)
         var._grad = g
 
@@ -180,7 +180,7 @@ def _run_backward(heads, head_grads, create_graph: bool, retain_graph: bool, kee
 
     cts: dict[object, ndarray] = {}
     leaves: dict[object, ndarray] = {}
-    for h, hg in zip(heads, head_grads):
+    for h, hg in zip(heads, head_grads, strict=False):
         if hg is None:
             hg = wrap(_np.ones(h.shape, dtype=h.dtype))
         elif not isinstance(hg, ndarray):
@@ -209,7 +209,7 @@ def _run_backward(heads, head_grads, create_graph: bool, retain_graph: bool, kee
             if any(c is None for c in out_cts):
                 out_cts = _fill_zeros(out_cts, node, outputs)
             in_cts = node.vjp(node.inputs, outputs, out_cts, **node.attrs)
-            for x, g in zip(node.inputs, in_cts):
+            for x, g in zip(node.inputs, in_cts, strict=False):
                 if g is None or x is None or (x._node is None and x._grad_req is None):
                     continue
                 if g.shape != x.shape:

@@ -9,6 +9,8 @@ operator library.
 
 from __future__ import annotations
 
+import re as _re
+
 import numpy as _np
 
 from . import autograd as _autograd
@@ -97,21 +99,34 @@ def apply(op, args: tuple, attrs: dict = _EMPTY):
         raise
     except (ValueError, TypeError, IndexError, _np.exceptions.AxisError) as e:
         raise _op_error(op, args, attrs, e) from e
-    if type(out) is tuple:
-        result = tuple(wrap(o) for o in out)
-        outs = result
-    else:
-        result = wrap(out)
-        outs = (result,)
+    if type(out) is not tuple:
+        # One output, the common case: wrap() inlined, as this runs on every operator call.
+        if type(out) is not _np.ndarray:
+            out = _np.asarray(out)
+        result = _new(ndarray)
+        result._data = out
+        result._node = None
+        result._oidx = 0
+        result._grad = None
+        result._grad_req = None
+        if tracked and _STATE.recording and op.differentiable:
+            _record(op, args, attrs, (result,))
+        return result
+    result = tuple(wrap(o) for o in out)
     if tracked and _STATE.recording and op.differentiable:
-        inputs = tuple(a if a is None or isinstance(a, ndarray) else wrap(_np.asarray(a))
-                       for a in args)
-        node = _TapeNode(op.grad, inputs, attrs, len(outs), op.name,
-                         outs if op.save_outputs else None)
-        for i, o in enumerate(outs):
-            o._node = node
-            o._oidx = i
+        _record(op, args, attrs, result)
     return result
+
+
+def _record(op, args: tuple, attrs: dict, outs: tuple) -> None:
+    """Leave a tape node behind for autograd: `outs` were computed by `op` from `args`."""
+    inputs = tuple(a if a is None or isinstance(a, ndarray) else wrap(_np.asarray(a))
+                   for a in args)
+    node = _TapeNode(op.grad, inputs, attrs, len(outs), op.name,
+                     outs if op.save_outputs else None)
+    for i, o in enumerate(outs):
+        o._node = node
+        o._oidx = i
 
 
 def assign(target, value) -> None:
@@ -127,7 +142,14 @@ def assign(target, value) -> None:
 
 
 def _op_error(op, args, attrs, err: Exception) -> KilnError:
+    # The operator's own shape check, when it objects, names the problem in kiln's terms.
+    better = _infer_error(op, args, attrs)
     shapes = ", ".join(_describe(a) for a in args)
+    if better is not None:
+        text = str(better)
+        if not text.startswith(op.name):
+            text = f"{op.name}: {text}"
+        return type(better)(f"{text} (inputs: {shapes})")
     msg = f"{op.name}: {err} (inputs: {shapes}"
     if attrs:
         msg += "; " + ", ".join(f"{k}={v!r}" for k, v in attrs.items())
@@ -135,6 +157,21 @@ def _op_error(op, args, attrs, err: Exception) -> KilnError:
     if isinstance(err, TypeError):
         return DTypeError(msg)
     return ShapeError(msg)
+
+
+def _infer_error(op, args, attrs) -> KilnError | None:
+    """The ShapeError or DTypeError `op.infer` raises for these arguments, if it raises one."""
+    from .ops.registry import Aval
+
+    try:
+        avals = [None if a is None else Aval(tuple(_np.shape(a)), _np.result_type(a))
+                 for a in args]
+        op.infer(*avals, **attrs)
+    except (ShapeError, DTypeError) as e:
+        return e
+    except Exception:
+        return None
+    return None
 
 
 def _describe(a) -> str:
@@ -296,9 +333,15 @@ class ndarray(ArrayMethods):
         return complex(self._data)
 
     def __repr__(self) -> str:
+        # MXNet's numpy mode names every dtype but float32 (the default) and bool, while NumPy
+        # names none of float64, int64 and bool: add or drop the `dtype=` accordingly.
         text = repr(self._data)
-        # MXNet's numpy mode prints float32 (the default type) without naming it.
-        return text.replace(", dtype=float32)", ")")
+        name = self._data.dtype.name
+        if name == "float32":
+            return _re.sub(r",\s*dtype=float32\)$", ")", text)
+        if name in ("float64", "int64") and not text.endswith(f"dtype={name})"):
+            return f"{text[:-1]}, dtype={name})"
+        return text
 
     def __str__(self) -> str:
         return str(self._data)

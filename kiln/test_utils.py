@@ -55,7 +55,8 @@ def _as_list(out) -> list:
 
 def _projected(fn, xs, weights) -> float:
     outs = _as_list(fn(*xs))
-    return sum(float((to_numpy(o).astype(_onp.float64) * w).sum()) for o, w in zip(outs, weights))
+    return sum(float((to_numpy(o).astype(_onp.float64) * w).sum())
+               for o, w in zip(outs, weights, strict=True))
 
 
 def check_gradient(fn: Callable, inputs: Sequence, eps: float = 1e-6, rtol: float = 1e-4,
@@ -80,7 +81,7 @@ def check_gradient(fn: Callable, inputs: Sequence, eps: float = 1e-6, rtol: floa
     with autograd.record():
         outs = _as_list(fn(*xs))
     weights = [rng.standard_normal(o.shape) for o in outs]
-    head_grads = [wrap(w.astype(o.dtype)) for o, w in zip(outs, weights)]
+    head_grads = [wrap(w.astype(o.dtype)) for o, w in zip(outs, weights, strict=False)]
     autograd.backward(outs, head_grads)
     with autograd.pause():
         for i in wrt:

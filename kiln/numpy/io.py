@@ -15,6 +15,7 @@ def save(file, arr) -> None:
 
 
 def savez(file, *args, **kwds) -> None:
+    """Write several arrays, by position or name, to an uncompressed .npz file."""
     arrays = [a._data if isinstance(a, ndarray) else a for a in args]
     named = {k: (v._data if isinstance(v, ndarray) else v) for k, v in kwds.items()}
     _onp.savez(file, *arrays, **named)

@@ -1,4 +1,6 @@
-"""Elementwise operators: unary math, binary arithmetic with NumPy broadcasting, comparisons.
+"""Elementwise operators: binary arithmetic with NumPy broadcasting, comparisons, `where`,
+`clip`, `nan_to_num`, `isclose`. The unary functions (`unary.py`) and the casts, copies and fills
+(`casting.py`) are re-exported here, so `elementwise` is the one module to import for the family.
 
 Each binary operator comes in three forms, as in MXNet: array-array (`add`), array-scalar
 (`add_scalar`, attribute `scalar`) and, when the order matters, scalar-array (`rsubtract_scalar`).
@@ -7,6 +9,8 @@ The gradient rule of a binary operator is written once, in terms of both operand
 all three forms.
 """
 
+# Operator methods take no `self`: Op turns them into static methods (see registry.py).
+
 from __future__ import annotations
 
 import functools
@@ -14,24 +18,35 @@ import math
 
 import numpy as _np
 
-from ..ndarray import apply, wrap
+from ..base import ShapeError
+from ..ndarray import apply, asarray_input, wrap
 from .registry import Aval, Op
 from . import reduce as _reduce
 from . import shape as _shape
 
 _SCALAR_TYPES = (int, float, bool, _np.generic)
+# type -> whether it is a scalar type: a dict lookup is cheaper than isinstance() on the tuple
+# above, and the binary fronts ask on every call.
+_IS_SCALAR_TYPE: dict = {int: True, float: True, bool: True}
+
+
+def _scalar_type_check(t) -> bool:
+    known = _IS_SCALAR_TYPE[t] = issubclass(t, _SCALAR_TYPES)
+    return known
 
 
 def is_scalar(x) -> bool:
-    return isinstance(x, _SCALAR_TYPES)
+    """Whether `x` is a Python or NumPy scalar (a weak or strong scalar operand)."""
+    known = _IS_SCALAR_TYPE.get(type(x))
+    return _scalar_type_check(type(x)) if known is None else known
 
 
 @functools.lru_cache(maxsize=4096)
-def _ufunc_dtype(ufunc, *operand_types) -> _np.dtype:
+def ufunc_dtype(ufunc, *operand_types) -> _np.dtype:
     """Result dtype of `ufunc` for these operand dtypes (or Python scalar types), as NumPy says."""
     try:
         return _np.dtype(ufunc.resolve_dtypes(operand_types + (None,) * ufunc.nout)[-1])
-    except (AttributeError, TypeError):  # NumPy < 2: ask by computing on one element
+    except (AttributeError, TypeError):  # NumPy < 2, or no loop: ask by computing on one element
         samples = [t(1) if isinstance(t, type) else _np.ones(1, t) for t in operand_types]
         with _np.errstate(all="ignore"):
             out = ufunc(*samples)
@@ -43,6 +58,17 @@ def _scalar_type(s):
     if isinstance(s, _np.generic):
         return _np.dtype(type(s))
     return type(s)
+
+
+def broadcast_shape(op_name: str, *shapes) -> tuple:
+    """The shape NumPy broadcasting gives `shapes`, or a ShapeError naming the operator."""
+    try:
+        return _np.broadcast_shapes(*shapes)
+    except ValueError:
+        listed = " and ".join(str(tuple(s)) for s in shapes)
+        raise ShapeError(f"{op_name}: operands of shapes {listed} do not broadcast (aligned from "
+                         "the right, each dimension must be equal or 1); reshape or "
+                         "expand_dims one of them") from None
 
 
 def unbroadcast(g, shape: tuple):
@@ -59,156 +85,15 @@ def unbroadcast(g, shape: tuple):
     return g
 
 
-# ----------------------------------------------------------------------------------------------
-# unary operators
-# ----------------------------------------------------------------------------------------------
-
-def _unary_infer(ufunc):
-    def infer(x, **attrs):
-        return Aval(x.shape, _ufunc_dtype(ufunc, x.dtype))
-    return infer
-
-
-def _define_unary(name, ufunc, mx_name, grad=None, save_outputs=False, doc=""):
-    """Register a unary operator over a NumPy ufunc; `grad(x, y, g)` gives the input cotangent."""
-    attrs = {
-        "name": name,
-        "mx_name": mx_name,
-        "save_outputs": save_outputs,
-        "impl": staticmethod(ufunc),
-        "infer": staticmethod(_unary_infer(ufunc)),
-        "__doc__": doc or f"Elementwise {name}.",
-    }
-    if grad is None:
-        attrs["differentiable"] = False
-    else:
-        def rule(inputs, outputs, cts, _grad=grad):
-            y = outputs[0] if outputs is not None else None
-            return (_grad(inputs[0], y, cts[0]),)
-        attrs["grad"] = staticmethod(rule)
-    op = type(f"Unary_{name}", (Op,), attrs)
-
-    def fn(x):
-        return apply(op, (x,))
-    fn.__name__ = name
-    fn.__qualname__ = name
-    fn.__doc__ = attrs["__doc__"]
-    fn.op = op
-    return fn
-
-
-def _sigmoid(x):
-    # NOTE: split by sign so exp never overflows; NumPy has no fused sigmoid.
-    with _np.errstate(over="ignore"):
-        out = 1.0 / (1.0 + _np.exp(-x))
-    return out.astype(x.dtype, copy=False) if x.dtype.kind == "f" else out
-
-
-def _relu(x):
-    return _np.maximum(x, 0, dtype=x.dtype) if x.dtype.kind != "b" else x.copy()
-
-
-def _softrelu(x):
-    return _np.logaddexp(x, 0).astype(x.dtype, copy=False) if x.dtype.kind == "f" else \
-        _np.logaddexp(x, 0)
-
-
-def _softsign(x):
-    return x / (1 + _np.abs(x))
-
-
-_LN2 = math.log(2.0)
-_LN10 = math.log(10.0)
-
-negative = _define_unary("negative", _np.negative, "_npi_negative", lambda x, y, g: -g)
-absolute = _define_unary("absolute", _np.absolute, "_npi_absolute",
-                         lambda x, y, g: g * sign(x))
-exp = _define_unary("exp", _np.exp, "_npi_exp", lambda x, y, g: g * y, save_outputs=True)
-exp2 = _define_unary("exp2", _np.exp2, "_npi_exp2", lambda x, y, g: g * y * _LN2,
-                     save_outputs=True)
-expm1 = _define_unary("expm1", _np.expm1, "_npi_expm1", lambda x, y, g: g * (y + 1),
-                      save_outputs=True)
-log = _define_unary("log", _np.log, "_npi_log", lambda x, y, g: g / x)
-log2 = _define_unary("log2", _np.log2, "_npi_log2", lambda x, y, g: g / (x * _LN2))
-log10 = _define_unary("log10", _np.log10, "_npi_log10", lambda x, y, g: g / (x * _LN10))
-log1p = _define_unary("log1p", _np.log1p, "_npi_log1p", lambda x, y, g: g / (x + 1))
-sqrt = _define_unary("sqrt", _np.sqrt, "_npi_sqrt", lambda x, y, g: g * 0.5 / y,
-                     save_outputs=True)
-cbrt = _define_unary("cbrt", _np.cbrt, "_npi_cbrt", lambda x, y, g: g / (3 * y * y),
-                     save_outputs=True)
-square = _define_unary("square", _np.square, "_npi_square", lambda x, y, g: g * 2 * x)
-reciprocal = _define_unary("reciprocal", _np.reciprocal, "_npi_reciprocal",
-                           lambda x, y, g: -g * y * y, save_outputs=True)
-sin = _define_unary("sin", _np.sin, "_npi_sin", lambda x, y, g: g * cos(x))
-cos = _define_unary("cos", _np.cos, "_npi_cos", lambda x, y, g: -g * sin(x))
-tan = _define_unary("tan", _np.tan, "_npi_tan", lambda x, y, g: g * (1 + y * y),
-                    save_outputs=True)
-arcsin = _define_unary("arcsin", _np.arcsin, "_npi_arcsin",
-                       lambda x, y, g: g / sqrt(1 - x * x))
-arccos = _define_unary("arccos", _np.arccos, "_npi_arccos",
-                       lambda x, y, g: -g / sqrt(1 - x * x))
-arctan = _define_unary("arctan", _np.arctan, "_npi_arctan", lambda x, y, g: g / (1 + x * x))
-sinh = _define_unary("sinh", _np.sinh, "_npi_sinh", lambda x, y, g: g * cosh(x))
-cosh = _define_unary("cosh", _np.cosh, "_npi_cosh", lambda x, y, g: g * sinh(x))
-tanh = _define_unary("tanh", _np.tanh, "_npi_tanh", lambda x, y, g: g * (1 - y * y),
-                     save_outputs=True)
-arcsinh = _define_unary("arcsinh", _np.arcsinh, "_npi_arcsinh",
-                        lambda x, y, g: g / sqrt(x * x + 1))
-arccosh = _define_unary("arccosh", _np.arccosh, "_npi_arccosh",
-                        lambda x, y, g: g / sqrt(x * x - 1))
-arctanh = _define_unary("arctanh", _np.arctanh, "_npi_arctanh",
-                        lambda x, y, g: g / (1 - x * x))
-degrees = _define_unary("degrees", _np.degrees, "_npi_degrees",
-                        lambda x, y, g: g * (180.0 / math.pi))
-radians = _define_unary("radians", _np.radians, "_npi_radians",
-                        lambda x, y, g: g * (math.pi / 180.0))
-# Piecewise-constant functions: zero gradient almost everywhere, so their results are constants.
-sign = _define_unary("sign", _np.sign, "_npi_sign")
-floor = _define_unary("floor", _np.floor, "_npi_floor")
-ceil = _define_unary("ceil", _np.ceil, "_npi_ceil")
-rint = _define_unary("rint", _np.rint, "_npi_rint")
-trunc = _define_unary("trunc", _np.trunc, "_npi_trunc")
-logical_not = _define_unary("logical_not", _np.logical_not, "_npi_logical_not")
-isnan = _define_unary("isnan", _np.isnan, "_npi_isnan")
-isinf = _define_unary("isinf", _np.isinf, "_npi_isinf")
-isfinite = _define_unary("isfinite", _np.isfinite, "_npi_isfinite")
-# Activations (kiln.npx); `activation(x, act_type)` picks one of these.
-relu = _define_unary("relu", _relu, "_npx_relu", lambda x, y, g: g * (x > 0),
-                     doc="max(x, 0), elementwise.")
-relu.op.infer = staticmethod(lambda x: Aval(x.shape, x.dtype))
-sigmoid = _define_unary("sigmoid", _sigmoid, "_npx_sigmoid", lambda x, y, g: g * y * (1 - y),
-                        save_outputs=True, doc="1 / (1 + exp(-x)), elementwise.")
-softrelu = _define_unary("softrelu", _softrelu, "_npx_softrelu",
-                         lambda x, y, g: g * sigmoid(x), doc="log(1 + exp(x)) (softplus).")
-softsign = _define_unary("softsign", _softsign, "_npx_softsign",
-                         lambda x, y, g: g / square(1 + absolute(x)), doc="x / (1 + |x|).")
-for _fn, _ufunc_like in ((sigmoid, _np.exp), (softrelu, _np.exp), (softsign, _np.exp)):
-    _fn.op.infer = staticmethod(_unary_infer(_ufunc_like))
-
-
-def around(x, decimals: int = 0):
-    """Round to `decimals` places (half to even, as NumPy)."""
-    if decimals == 0:
-        return rint(x)
-    return apply(Around, (x,), {"decimals": decimals})
-
-
-class Around(Op):
-    name = "around"
-    mx_name = "_npi_around"
-    attrs = {"decimals": 0}
-    differentiable = False
-
-    def impl(x, *, decimals):
-        return _np.around(x, decimals)
-
-    def infer(x, *, decimals):
-        return Aval(x.shape, x.dtype)
-
-
-round = round_ = around
-abs = absolute
-fabs = absolute
+def _cotangent_for(g, x):
+    """`g` summed to the shape of operand `x`, in its dtype when the result promoted it (a
+    float32 operand of a float64 product gets a float32 gradient)."""
+    if g is None:
+        return None
+    g = unbroadcast(g, x.shape)
+    if g.dtype != x.dtype and x.dtype.kind == "f":
+        g = astype(g, x.dtype)
+    return g
 
 
 # ----------------------------------------------------------------------------------------------
@@ -225,20 +110,19 @@ def _define_binary(name, ufunc, mx_name, grad=None, commutative=False, mirrored=
     differentiable = grad is not None
 
     def array_infer(a, b):
-        return Aval(_np.broadcast_shapes(a.shape, b.shape), _ufunc_dtype(ufunc, a.dtype, b.dtype))
+        return Aval(broadcast_shape(name, a.shape, b.shape), ufunc_dtype(ufunc, a.dtype, b.dtype))
 
     def array_grad(inputs, outputs, cts):
         a, b = inputs
         y = outputs[0] if outputs is not None else None
         ga, gb = grad(a, b, y, cts[0])
-        return (None if ga is None else unbroadcast(ga, a.shape),
-                None if gb is None else unbroadcast(gb, b.shape))
+        return _cotangent_for(ga, a), _cotangent_for(gb, b)
 
     def scalar_impl(x, *, scalar):
         return ufunc(x, scalar)
 
     def scalar_infer(x, *, scalar):
-        return Aval(x.shape, _ufunc_dtype(ufunc, x.dtype, _scalar_type(scalar)))
+        return Aval(x.shape, ufunc_dtype(ufunc, x.dtype, _scalar_type(scalar)))
 
     def scalar_grad(inputs, outputs, cts, *, scalar):
         y = outputs[0] if outputs is not None else None
@@ -248,7 +132,7 @@ def _define_binary(name, ufunc, mx_name, grad=None, commutative=False, mirrored=
         return ufunc(scalar, x)
 
     def rscalar_infer(x, *, scalar):
-        return Aval(x.shape, _ufunc_dtype(ufunc, _scalar_type(scalar), x.dtype))
+        return Aval(x.shape, ufunc_dtype(ufunc, _scalar_type(scalar), x.dtype))
 
     def rscalar_grad(inputs, outputs, cts, *, scalar):
         y = outputs[0] if outputs is not None else None
@@ -276,11 +160,18 @@ def _define_binary(name, ufunc, mx_name, grad=None, commutative=False, mirrored=
                           rscalar_grad, {"scalar": 1.0}, ("data",))
 
     def fn(x1, x2):
-        if isinstance(x2, _SCALAR_TYPES):
-            if isinstance(x1, _SCALAR_TYPES):
+        # NOTE: is_scalar() inlined; this runs on every `x + y`.
+        s2 = _IS_SCALAR_TYPE.get(type(x2))
+        if s2 is None:
+            s2 = _scalar_type_check(type(x2))
+        s1 = _IS_SCALAR_TYPE.get(type(x1))
+        if s1 is None:
+            s1 = _scalar_type_check(type(x1))
+        if s2:
+            if s1:
                 return wrap(ufunc(x1, x2))
             return apply(scalar_op, (x1,), {"scalar": x2})
-        if isinstance(x1, _SCALAR_TYPES):
+        if s1:
             return apply(fn.rscalar_op, (x2,), {"scalar": x1})
         return apply(array_op, (x1, x2))
 
@@ -291,18 +182,39 @@ def _define_binary(name, ufunc, mx_name, grad=None, commutative=False, mirrored=
 
 
 def _log_of(v):
-    return math.log(v) if isinstance(v, _SCALAR_TYPES) else log(v)
+    return math.log(v) if is_scalar(v) else log(v)
 
 
 def _power_grad(a, b, y, g):
-    ga = g * b * power(a, b - 1) if not isinstance(a, _SCALAR_TYPES) else None
-    gb = g * y * _log_of(a) if not isinstance(b, _SCALAR_TYPES) else None
+    ga = g * b * power(a, b - 1) if not is_scalar(a) else None
+    gb = g * y * _log_of(a) if not is_scalar(b) else None
     return ga, gb
 
 
 def _mod_grad(a, b, y, g):
-    gb = None if isinstance(b, _SCALAR_TYPES) else -g * floor_divide(a, b)
+    # a mod b = a - floor(a / b) * b, and the floor is piecewise constant
+    gb = None if is_scalar(b) else -g * floor_divide(a, b)
     return g, gb
+
+
+def _fmod_grad(a, b, y, g):
+    gb = None if is_scalar(b) else -g * trunc(a / b)
+    return g, gb
+
+
+def _copysign_grad(a, b, y, g):
+    # |a| with b's sign: the derivative in a is +1 or -1, in b zero (almost everywhere)
+    ga = None if is_scalar(a) else where(signbit(a) == signbit(y), g, -g)
+    return ga, None
+
+
+def _pick_grad(take_a):
+    """Gradient of maximum-like selections: `take_a(a, b)` says where the result is a."""
+    def rule(a, b, y, g):
+        mask = take_a(a, b)
+        return (None if is_scalar(a) else g * mask,
+                None if is_scalar(b) else g * logical_not(mask))
+    return rule
 
 
 add = _define_binary("add", _np.add, "_npi_add", lambda a, b, y, g: (g, g), commutative=True)
@@ -314,16 +226,29 @@ true_divide = _define_binary("true_divide", _np.true_divide, "_npi_true_divide",
                              lambda a, b, y, g: (g / b, -g * y / b), save_outputs=True)
 power = _define_binary("power", _np.power, "_npi_power", _power_grad, save_outputs=True)
 mod = _define_binary("mod", _np.remainder, "_npi_mod", _mod_grad)
+fmod = _define_binary("fmod", _np.fmod, "_npi_fmod", _fmod_grad)
 floor_divide = _define_binary("floor_divide", _np.floor_divide, "_npi_floor_divide")
+# Ties send the whole cotangent to the first operand.
 maximum = _define_binary("maximum", _np.maximum, "_npi_maximum",
-                         lambda a, b, y, g: (g * (a >= b), g * (a < b)), commutative=True)
+                         _pick_grad(lambda a, b: a >= b), commutative=True)
 minimum = _define_binary("minimum", _np.minimum, "_npi_minimum",
-                         lambda a, b, y, g: (g * (a <= b), g * (a > b)), commutative=True)
+                         _pick_grad(lambda a, b: a <= b), commutative=True)
+# fmax/fmin ignore a NaN operand: the result is the other one.
+fmax = _define_binary("fmax", _np.fmax, "_npi_fmax",
+                      _pick_grad(lambda a, b: logical_or(a >= b, isnan(b))), commutative=True)
+fmin = _define_binary("fmin", _np.fmin, "_npi_fmin",
+                      _pick_grad(lambda a, b: logical_or(a <= b, isnan(b))), commutative=True)
 arctan2 = _define_binary("arctan2", _np.arctan2, "_npi_arctan2",
                          lambda a, b, y, g: (g * b / (a * a + b * b), -g * a / (a * a + b * b)))
 hypot = _define_binary("hypot", _np.hypot, "_npi_hypot",
                        lambda a, b, y, g: (g * a / y, g * b / y), commutative=True,
                        save_outputs=True)
+logaddexp = _define_binary("logaddexp", _np.logaddexp, "_npi_logaddexp",
+                           lambda a, b, y, g: (g * exp(a - y), g * exp(b - y)),
+                           commutative=True, save_outputs=True)
+copysign = _define_binary("copysign", _np.copysign, "_npi_copysign", _copysign_grad,
+                          save_outputs=True)
+heaviside = _define_binary("heaviside", _np.heaviside, "_npi_heaviside")
 equal = _define_binary("equal", _np.equal, "_npi_equal", commutative=True)
 not_equal = _define_binary("not_equal", _np.not_equal, "_npi_not_equal", commutative=True)
 less = _define_binary("less", _np.less, "_npi_less", mirrored=True)
@@ -344,6 +269,10 @@ bitwise_and = _define_binary("bitwise_and", _np.bitwise_and, "_npi_bitwise_and",
 bitwise_or = _define_binary("bitwise_or", _np.bitwise_or, "_npi_bitwise_or", commutative=True)
 bitwise_xor = _define_binary("bitwise_xor", _np.bitwise_xor, "_npi_bitwise_xor",
                              commutative=True)
+left_shift = _define_binary("left_shift", _np.left_shift, "_npi_left_shift")
+right_shift = _define_binary("right_shift", _np.right_shift, "_npi_right_shift")
+gcd = _define_binary("gcd", _np.gcd, "_npi_gcd", commutative=True)
+lcm = _define_binary("lcm", _np.lcm, "_npi_lcm", commutative=True)
 
 divide = true_divide
 remainder = mod
@@ -351,7 +280,7 @@ pow = power
 
 
 # ----------------------------------------------------------------------------------------------
-# where, clip, casts, copies
+# where, clip, nan_to_num, isclose
 # ----------------------------------------------------------------------------------------------
 
 class Where(Op):
@@ -365,15 +294,15 @@ class Where(Op):
         return _np.where(condition, x, y)
 
     def infer(condition, x, y):
-        shape = _np.broadcast_shapes(condition.shape, x.shape, y.shape)
+        shape = broadcast_shape("where", condition.shape, x.shape, y.shape)
         return Aval(shape, _np.result_type(x.dtype, y.dtype))
 
     def grad(inputs, outputs, cts):
         c, x, y = inputs
         g = cts[0]
         zero = zeros_like(g)
-        return (None, unbroadcast(where(c, g, zero), x.shape),
-                unbroadcast(where(c, zero, g), y.shape))
+        return (None, _cotangent_for(where(c, g, zero), x),
+                _cotangent_for(where(c, zero, g), y))
 
 
 def where(condition, x=None, y=None):
@@ -387,12 +316,17 @@ def where(condition, x=None, y=None):
 
 
 def _promote_scalar_pair(x, y):
-    """Scalars beside an array take the array's dtype (NumPy's weak scalars)."""
-    if isinstance(x, _SCALAR_TYPES) and not isinstance(y, _SCALAR_TYPES):
+    """Scalars beside an array take the array's dtype (NumPy's weak scalars); two scalars give
+    float32 when both are Python numbers (MXNet's default type)."""
+    if not is_scalar(x) and not hasattr(x, "dtype"):
+        x = wrap(asarray_input(x))
+    if not is_scalar(y) and not hasattr(y, "dtype"):
+        y = wrap(asarray_input(y))
+    if is_scalar(x) and not is_scalar(y):
         x = full_like_value(y, x)
-    elif isinstance(y, _SCALAR_TYPES) and not isinstance(x, _SCALAR_TYPES):
+    elif is_scalar(y) and not is_scalar(x):
         y = full_like_value(x, y)
-    elif isinstance(x, _SCALAR_TYPES) and isinstance(y, _SCALAR_TYPES):
+    elif is_scalar(x) and is_scalar(y):
         x = wrap(_np.asarray(x, dtype=_np.result_type(x, y, _np.float32)))
         y = wrap(_np.asarray(y, dtype=x.dtype))
     return x, y
@@ -400,11 +334,13 @@ def _promote_scalar_pair(x, y):
 
 def full_like_value(like, value):
     """A 0-d array holding `value` in the dtype NumPy would give `like <op> value`."""
-    dtype = _ufunc_dtype(_np.add, like.dtype, _scalar_type(value))
+    dtype = ufunc_dtype(_np.add, like.dtype, _scalar_type(value))
     return wrap(_np.asarray(value, dtype=dtype))
 
 
 class Clip(Op):
+    """Limit to [a_min, a_max] with scalar bounds (None: unbounded on that side)."""
+
     name = "clip"
     mx_name = "_npi_clip"
     attrs = {"a_min": None, "a_max": None}
@@ -413,9 +349,11 @@ class Clip(Op):
         return _np.clip(x, a_min, a_max)
 
     def infer(x, *, a_min, a_max):
-        return Aval(x.shape, x.dtype)
+        # NumPy's answer, asked of an empty array: int arrays clipped to float bounds are float.
+        return Aval(x.shape, _np.clip(_np.empty(0, x.dtype), a_min, a_max).dtype)
 
     def grad(inputs, outputs, cts, *, a_min, a_max):
+        # The cotangent passes where x is inside the bounds, the bounds included.
         x = inputs[0]
         g = cts[0]
         if a_min is not None:
@@ -426,98 +364,79 @@ class Clip(Op):
 
 
 def clip(a, a_min=None, a_max=None):
-    """Limit values to [a_min, a_max]; either bound may be None."""
+    """Limit values to [a_min, a_max]; either bound may be None, a scalar or an array (which
+    broadcasts, and then receives the gradient where it is the result)."""
     if a_min is None and a_max is None:
         raise ValueError("clip: give a_min, a_max or both")
-    return apply(Clip, (a,), {"a_min": a_min, "a_max": a_max})
+    if (a_min is None or is_scalar(a_min)) and (a_max is None or is_scalar(a_max)):
+        return apply(Clip, (a,), {"a_min": a_min, "a_max": a_max})
+    out = a
+    if a_min is not None:
+        out = maximum(out, a_min)
+    if a_max is not None:
+        out = minimum(out, a_max)
+    return out
 
 
-class Cast(Op):
-    """A dtype conversion; the gradient converts back."""
+class NanToNum(Op):
+    """NaN and infinities replaced by finite numbers; other elements pass (and so does their
+    gradient)."""
 
-    name = "cast"
-    mx_name = "_npi_cast"
-    attrs = {"dtype": "float32"}
+    name = "nan_to_num"
+    mx_name = "_npi_nan_to_num"
+    attrs = {"nan": 0.0, "posinf": None, "neginf": None}
 
-    def impl(x, *, dtype):
-        return x.astype(dtype)
+    def impl(x, *, nan, posinf, neginf):
+        return _np.nan_to_num(x, copy=True, nan=nan, posinf=posinf, neginf=neginf)
 
-    def infer(x, *, dtype):
-        return Aval(x.shape, _np.dtype(dtype))
-
-    def grad(inputs, outputs, cts, *, dtype):
-        x = inputs[0]
-        if x.dtype.kind not in "fc":
-            return (None,)
-        return (astype(cts[0], x.dtype.name),)
-
-
-def astype(x, dtype, copy: bool = True):
-    dtype = _np.dtype(dtype)
-    if not copy and x.dtype == dtype:
-        return x
-    return apply(Cast, (x,), {"dtype": dtype.name})
-
-
-class Copy(Op):
-    name = "copy"
-    mx_name = "_np_copy"
-
-    def impl(x):
-        return x.copy()
-
-    def infer(x):
+    def infer(x, *, nan, posinf, neginf):
         return Aval(x.shape, x.dtype)
 
-    def grad(inputs, outputs, cts):
-        return (cts[0],)
+    def grad(inputs, outputs, cts, *, nan, posinf, neginf):
+        g = cts[0]
+        return (where(isfinite(inputs[0]), g, zeros_like(g)),)
 
 
-def copy(a):
-    return apply(Copy, (a,))
+def nan_to_num(x, copy: bool = True,  # noqa: F811  (NumPy's argument name)
+               nan: float = 0.0, posinf: float | None = None, neginf: float | None = None):
+    """Replace NaN with `nan` and +-inf with `posinf`/`neginf` (default: the dtype's extremes)."""
+    return apply(NanToNum, (x,), {"nan": float(nan),
+                                  "posinf": None if posinf is None else float(posinf),
+                                  "neginf": None if neginf is None else float(neginf)})
 
 
-class StopGradient(Op):
-    """Identity whose result is a constant for autograd (MXNet's BlockGrad)."""
+class IsClose(Op):
+    """|a - b| <= atol + rtol * |b|, elementwise, with NumPy's treatment of inf and NaN."""
 
-    name = "stop_gradient"
-    mx_name = "BlockGrad"
+    name = "isclose"
+    mx_name = "_npi_isclose"
+    attrs = {"rtol": 1e-5, "atol": 1e-8, "equal_nan": False}
+    inputs = ("a", "b")
     differentiable = False
 
-    def impl(x):
-        return x
+    def impl(a, b, *, rtol, atol, equal_nan):
+        return _np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan)
 
-    def infer(x):
-        return Aval(x.shape, x.dtype)
-
-
-def stop_gradient(x):
-    return apply(StopGradient, (x,))
+    def infer(a, b, *, rtol, atol, equal_nan):
+        return Aval(broadcast_shape("isclose", a.shape, b.shape), _np.dtype(bool))
 
 
-class FullLike(Op):
-    """An array of `fill_value` with the shape (and, by default, dtype) of the input."""
-
-    name = "full_like"
-    mx_name = "_npi_full_like"
-    attrs = {"fill_value": 0.0, "dtype": None}
-    differentiable = False
-
-    def impl(x, *, fill_value, dtype):
-        return _np.full(x.shape, fill_value, dtype=dtype or x.dtype)
-
-    def infer(x, *, fill_value, dtype):
-        return Aval(x.shape, _np.dtype(dtype) if dtype else x.dtype)
+def isclose(a, b, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False):
+    """Elementwise closeness within tolerances, as NumPy's isclose."""
+    a, b = _promote_scalar_pair(a, b)
+    return apply(IsClose, (a, b), {"rtol": float(rtol), "atol": float(atol),
+                                   "equal_nan": bool(equal_nan)})
 
 
-def full_like(a, fill_value, dtype=None):
-    return apply(FullLike, (a,), {"fill_value": fill_value,
-                                  "dtype": None if dtype is None else _np.dtype(dtype).name})
-
-
-def zeros_like(a, dtype=None):
-    return full_like(a, 0, dtype)
-
-
-def ones_like(a, dtype=None):
-    return full_like(a, 1, dtype)
+# The unary half of the family and the casts; imported last because their rules call back into
+# this module.
+from .casting import (  # noqa: E402, F401
+    Cast, astype, copy, full_like, ones_like, stop_gradient, zeros_like,
+)
+from .unary import (  # noqa: E402, F401
+    abs, absolute, arccos, arccosh, arcsin, arcsinh, arctan, arctanh, around, bitwise_not, cbrt,
+    ceil, cos, cosh, deg2rad, degrees, exp, exp2, expm1, fabs, fix, floor, invert, isfinite, isinf,
+    isnan, log, log1p, log2, log10, logical_not, negative, rad2deg, radians, reciprocal, relu, rint,
+    round, round_, sigmoid, sign, signbit, sin, sinh, softrelu, softsign, sqrt, square, tan, tanh,
+    trunc,
+)

@@ -1,4 +1,7 @@
-"""Products: matmul, dot, tensordot, einsum (and outer/inner built from them)."""
+"""Products (matmul, dot, tensordot, einsum, and outer/inner built from them) and matrix
+structure: diagonal, diag, tril, triu, trace."""
+
+# Operator methods take no `self`: Op turns them into static methods (see registry.py).
 
 from __future__ import annotations
 
@@ -78,7 +81,7 @@ class Tensordot(Op):
 
     def infer(a, b, *, axes):
         ia, ib = axes
-        for i, j in zip(ia, ib):
+        for i, j in zip(ia, ib, strict=False):
             if a.shape[i] != b.shape[j]:
                 raise ShapeError(f"tensordot: axis {i} of {tuple(a.shape)} and axis {j} of "
                                  f"{tuple(b.shape)} differ")
@@ -107,6 +110,8 @@ class Tensordot(Op):
 
 
 def tensordot(a, b, axes=2):
+    """Sum of products over `axes` (an int n: the last n of `a` and first n of `b`; or a pair
+    of axis lists)."""
     if isinstance(axes, (int, _np.integer)):
         n = int(axes)
         axes = (tuple(range(_ndim(a) - n, _ndim(a))), tuple(range(n)))
@@ -149,20 +154,25 @@ def _dot_axes(a, b):
 
 
 def dot(a, b, out=None):
+    """NumPy's dot: inner product of vectors, matrix product, or a sum over the last axis of
+    `a` and the second-to-last of `b`."""
     if out is not None:
         raise KilnError("dot: out= is not supported; assign the result instead")
     return apply(Dot, (a, b))
 
 
 def outer(a, b):
+    """Outer product of the flattened inputs: out[i, j] = a[i] * b[j]."""
     return _ew.multiply(_shape.reshape(a, (-1, 1)), _shape.reshape(b, (1, -1)))
 
 
 def inner(a, b):
+    """Sum of products over the last axes of `a` and `b`."""
     return tensordot(a, b, ((_ndim(a) - 1,), (_ndim(b) - 1,)))
 
 
 def vdot(a, b):
+    """Dot product of the flattened inputs."""
     return dot(_shape.ravel(a), _shape.ravel(b))
 
 
@@ -181,11 +191,12 @@ def _expand_ellipsis(subscripts: str, ndims: list[int]) -> str:
     if len(terms) != len(ndims):
         raise ShapeError(f"einsum: {len(terms)} operand subscripts for {len(ndims)} operands")
     spare = [c for c in string.ascii_letters if c not in subscripts]
-    n_ell = max((nd - len(t.replace("...", "")) for t, nd in zip(terms, ndims) if "..." in t),
+    n_ell = max((nd - len(t.replace("...", ""))
+                 for t, nd in zip(terms, ndims, strict=True) if "..." in t),
                 default=0)
     ell = "".join(spare[:n_ell])
     new_terms = []
-    for t, nd in zip(terms, ndims):
+    for t, nd in zip(terms, ndims, strict=False):
         if "..." in t:
             k = nd - len(t.replace("...", ""))
             t = t.replace("...", ell[n_ell - k:] if k else "")
@@ -213,11 +224,11 @@ class Einsum(Op):
     def infer(*operands, subscripts):
         lhs, rhs = subscripts.split("->")
         sizes = {}
-        for term, x in zip(lhs.split(","), operands):
+        for term, x in zip(lhs.split(","), operands, strict=False):
             if len(term) != len(x.shape):
                 raise ShapeError(f"einsum: subscripts {term!r} for an operand of shape "
                                  f"{tuple(x.shape)}")
-            for c, d in zip(term, x.shape):
+            for c, d in zip(term, x.shape, strict=False):
                 if sizes.get(c, d) != d and 1 not in (d, sizes[c]):
                     raise ShapeError(f"einsum: index {c!r} has sizes {sizes[c]} and {d}")
                 sizes[c] = max(sizes.get(c, d), d)
@@ -228,7 +239,7 @@ class Einsum(Op):
         lhs, rhs = subscripts.split("->")
         terms = lhs.split(",")
         grads = []
-        for i, (term, x) in enumerate(zip(terms, inputs)):
+        for i, (term, x) in enumerate(zip(terms, inputs, strict=False)):
             if len(set(term)) != len(term):
                 raise KilnError(f"einsum: the gradient for an operand with a repeated index "
                                 f"({term!r}, a diagonal) is not implemented")
@@ -241,7 +252,14 @@ class Einsum(Op):
             if kept != term:  # letters only this operand sums over: broadcast back
                 shape = tuple(x.shape[term.index(c)] if c in kept else 1 for c in term)
                 g = _shape.broadcast_to(_shape.reshape(g, shape), x.shape)
-            grads.append(_ew.unbroadcast(g, x.shape))
+            if tuple(g.shape) != tuple(x.shape):
+                # An index of size 1 here but larger elsewhere broadcast: sum it back. One of
+                # size 1 elsewhere but larger here makes g too small: broadcast it up first.
+                full = _np.broadcast_shapes(tuple(g.shape), tuple(x.shape))
+                if full != tuple(g.shape):
+                    g = _shape.broadcast_to(g, full)
+                g = _ew.unbroadcast(g, x.shape)
+            grads.append(g)
         return tuple(grads)
 
 
@@ -251,8 +269,149 @@ def einsum(subscripts: str, *operands, optimize=False):
     return apply(Einsum, operands, {"subscripts": full})
 
 
-def trace(a):
-    """Sum of the main diagonal of a 2-D array."""
-    if _ndim(a) != 2:
-        raise ShapeError(f"trace: needs a 2-D array, not shape {tuple(a.shape)}")
-    return _reduce.sum(_ew.multiply(a, _np.eye(a.shape[0], a.shape[1], dtype=a.dtype)))
+# ----------------------------------------------------------------------------------------------
+# diagonals and triangles
+# ----------------------------------------------------------------------------------------------
+
+def _diag_len(n1: int, n2: int, offset: int) -> int:
+    if offset >= 0:
+        return max(0, min(n1, n2 - offset))
+    return max(0, min(n1 + offset, n2))
+
+
+class Diagonal(Op):
+    """The diagonal at `offset` of the planes (axis1, axis2), as a new last axis."""
+
+    name = "diagonal"
+    mx_name = "_np_diagonal"
+    attrs = {"offset": 0, "axis1": 0, "axis2": 1}
+
+    def impl(x, *, offset, axis1, axis2):
+        # NumPy's diagonal is a read-only view: copy it, as every kiln result owns its buffer.
+        return _np.diagonal(x, offset, axis1, axis2).copy()
+
+    def infer(x, *, offset, axis1, axis2):
+        shape = tuple(d for i, d in enumerate(x.shape) if i not in (axis1, axis2))
+        length = _diag_len(x.shape[axis1], x.shape[axis2], offset)
+        return Aval(shape + (length,), x.dtype)
+
+    def grad(inputs, outputs, cts, *, offset, axis1, axis2):
+        return (apply(DiagEmbed, (cts[0],), {"offset": offset, "axis1": axis1, "axis2": axis2,
+                                              "shape": tuple(inputs[0].shape)}),)
+
+
+class DiagEmbed(Op):
+    """Zeros of `shape` with the last axis of the input written on the diagonal at `offset` of
+    the planes (axis1, axis2): the inverse placement of `diagonal`, and `diag` of a vector."""
+
+    name = "diag_embed"
+    mx_name = "_kiln_diag_embed"
+    attrs = {"offset": 0, "axis1": 0, "axis2": 1, "shape": ()}
+
+    def impl(g, *, offset, axis1, axis2, shape):
+        out = _np.zeros(shape, g.dtype)
+        length = g.shape[-1]
+        rows = _np.arange(length) + max(-offset, 0)
+        cols = _np.arange(length) + max(offset, 0)
+        # moveaxis gives a writable view of `out` with the two planes' axes last.
+        _np.moveaxis(out, (axis1, axis2), (-2, -1))[..., rows, cols] = g
+        return out
+
+    def infer(g, *, offset, axis1, axis2, shape):
+        expected = Diagonal.infer(Aval(tuple(shape), g.dtype), offset=offset, axis1=axis1,
+                                  axis2=axis2)
+        if tuple(g.shape) != expected.shape:
+            raise ShapeError(f"diag_embed: input of shape {tuple(g.shape)} does not fill the "
+                             f"diagonal {offset} of shape {tuple(shape)}; expected "
+                             f"{expected.shape}")
+        return Aval(tuple(shape), g.dtype)
+
+    def grad(inputs, outputs, cts, *, offset, axis1, axis2, shape):
+        return (apply(Diagonal, (cts[0],), {"offset": offset, "axis1": axis1, "axis2": axis2}),)
+
+
+def diagonal(a, offset: int = 0, axis1: int = 0, axis2: int = 1):
+    """The diagonal of the planes (axis1, axis2), as NumPy's: those axes are replaced by a last
+    axis holding the diagonal at `offset` (above the main one when positive)."""
+    ndim = _ndim(a)
+    if ndim < 2:
+        raise ShapeError(f"diagonal: needs at least 2 dimensions, not shape {tuple(a.shape)}")
+    ax1, ax2 = _reduce.norm_axis((axis1, axis2), ndim)
+    if ax1 == ax2:
+        raise ShapeError(f"diagonal: axis1 and axis2 are the same axis ({ax1})")
+    return apply(Diagonal, (a,), {"offset": int(offset), "axis1": ax1, "axis2": ax2})
+
+
+def diag(v, k: int = 0):
+    """The k-th diagonal of a matrix, or a square matrix with vector `v` on its k-th diagonal."""
+    if _ndim(v) == 2:
+        return diagonal(v, k)
+    if _ndim(v) != 1:
+        raise ShapeError(f"diag: needs a 1-D or 2-D array, not shape {tuple(v.shape)}")
+    n = v.shape[0] + abs(int(k))
+    return apply(DiagEmbed, (v,), {"offset": int(k), "axis1": 0, "axis2": 1, "shape": (n, n)})
+
+
+def diagflat(v, k: int = 0):
+    """A matrix with the flattened `v` on its k-th diagonal."""
+    return diag(_shape.ravel(v), k)
+
+
+class _Triangle(Op):
+    attrs = {"k": 0}
+
+    def infer(x, *, k):
+        return Aval(x.shape, x.dtype)
+
+
+class Tril(_Triangle):
+    """The lower triangle (on and below the k-th diagonal) of the last two axes; zeros above."""
+
+    name = "tril"
+    mx_name = "_npi_tril"
+
+    def impl(x, *, k):
+        return _np.tril(x, k)
+
+    def grad(inputs, outputs, cts, *, k):
+        return (apply(Tril, (cts[0],), {"k": k}),)
+
+
+class Triu(_Triangle):
+    """The upper triangle (on and above the k-th diagonal) of the last two axes; zeros below."""
+
+    name = "triu"
+    mx_name = "_npi_triu"
+
+    def impl(x, *, k):
+        return _np.triu(x, k)
+
+    def grad(inputs, outputs, cts, *, k):
+        return (apply(Triu, (cts[0],), {"k": k}),)
+
+
+def _triangle(op, m, k):
+    if _ndim(m) == 0:
+        raise ShapeError(f"{op.name}: needs an array of at least 1 dimension")
+    if _ndim(m) == 1:  # NumPy reads a vector as the rows of a square matrix
+        m = _shape.broadcast_to(m, (m.shape[0], m.shape[0]))
+    return apply(op, (m,), {"k": int(k)})
+
+
+def tril(m, k: int = 0):
+    """Lower triangle of (each matrix of) `m`, from the k-th diagonal down."""
+    return _triangle(Tril, m, k)
+
+
+def triu(m, k: int = 0):
+    """Upper triangle of (each matrix of) `m`, from the k-th diagonal up."""
+    return _triangle(Triu, m, k)
+
+
+def trace(a, offset: int = 0, axis1: int = 0, axis2: int = 1, dtype=None):
+    """Sum along a diagonal (the main one of a matrix by default)."""
+    return _reduce.sum(diagonal(a, offset, axis1, axis2), axis=-1, dtype=dtype)
+
+
+# Inverses, determinants and solves, re-exported: np.linalg finds them all here.
+from .linalg_solve import det, inv, slogdet, solve  # noqa: E402, F401

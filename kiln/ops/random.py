@@ -188,7 +188,85 @@ def choice(a, size=None, replace: bool = True, p=None):
 
 
 def bernoulli(prob=0.5, size=None, dtype=None):
-    u = uniform(0.0, 1.0, size=size)
+    """1 with probability `prob`, else 0 (float32 by default). An array `prob` gives one draw
+    per element."""
     from . import elementwise as _ew
 
+    if size is None and not isinstance(prob, (int, float)):
+        size = tuple(prob.shape) if hasattr(prob, "shape") else _np.shape(prob)
+    u = uniform(0.0, 1.0, size=size)
     return _ew.astype(_ew.less(u, prob), _np.dtype(dtype).name if dtype else "float32")
+
+
+def multinomial(n: int, pvals, size=None):
+    """Counts of `n` draws over categories with probabilities `pvals` (int64)."""
+    from ..ndarray import wrap
+
+    p = pvals._data if hasattr(pvals, "_data") else _np.asarray(pvals, dtype=_np.float64)
+    return wrap(generator().multinomial(int(n), p, size=size))
+
+
+# ----------------------------------------------------------------------------------------------
+# other distributions, with scalar parameters
+# ----------------------------------------------------------------------------------------------
+
+def _define_sampler(name: str, params: dict, integer: bool = False, renamed: dict | None = None):
+    """A sampling operator drawing with `Generator.<name>(*params, size)`, and its front.
+
+    `params` maps the front's parameter names to their defaults; `renamed` gives the attribute
+    name of a parameter whose own name is taken (gamma's `shape` is not the output shape). The
+    parameters are attributes, so they must be numbers (see `normal`/`uniform` for
+    differentiable array parameters).
+    """
+    renamed = renamed or {}
+    keys = {p: renamed.get(p, p) for p in params}
+    attrs = {**{keys[p]: v for p, v in params.items()}, "shape": (),
+             "dtype": "int64" if integer else "float32"}
+
+    def impl(*, shape, dtype, **kwargs):
+        out = getattr(generator(), name)(*[kwargs[keys[p]] for p in params], size=shape)
+        return _np.asarray(out).astype(dtype, copy=False)
+
+    op = type(f"Random_{name}", (_Sampler,), {
+        "name": f"random_{name}", "mx_name": f"_npi_{name}", "attrs": attrs,
+        "impl": staticmethod(impl), "__doc__": f"Samples of numpy.random.Generator.{name}."})
+
+    def front(*args, size=None, dtype=None, **kwargs):
+        values = dict(params)
+        names = list(params)
+        if len(args) > len(names):
+            raise KilnError(f"random.{name}: takes {names} and size, dtype by keyword")
+        values.update(zip(names, args, strict=False))
+        for k, v in kwargs.items():
+            if k not in values:
+                raise KilnError(f"random.{name}: unknown argument {k!r}; it takes {names}")
+            values[k] = v
+        for k in names:
+            if not isinstance(values[k], (int, float, _np.integer, _np.floating)):
+                raise KilnError(f"random.{name}: {k} must be a number, not "
+                                f"{type(values[k]).__name__}; draw per-element parameters "
+                                "with numpy and wrap the result with np.array")
+        dt = _np.dtype(dtype).name if dtype is not None else attrs["dtype"]
+        return sample(op, {**{keys[k]: float(values[k]) for k in names},
+                           "shape": _size(size), "dtype": dt})
+
+    front.__name__ = front.__qualname__ = name
+    front.__doc__ = (f"Samples from the {name} distribution with parameters "
+                     f"{', '.join(f'{k}={v}' for k, v in params.items())}; size gives the shape.")
+    front.op = op
+    return front
+
+
+exponential = _define_sampler("exponential", {"scale": 1.0})
+gamma = _define_sampler("gamma", {"shape": 1.0, "scale": 1.0}, renamed={"shape": "k"})
+beta = _define_sampler("beta", {"a": 1.0, "b": 1.0})
+chisquare = _define_sampler("chisquare", {"df": 1.0})
+laplace = _define_sampler("laplace", {"loc": 0.0, "scale": 1.0})
+logistic = _define_sampler("logistic", {"loc": 0.0, "scale": 1.0})
+gumbel = _define_sampler("gumbel", {"loc": 0.0, "scale": 1.0})
+lognormal = _define_sampler("lognormal", {"mean": 0.0, "sigma": 1.0})
+rayleigh = _define_sampler("rayleigh", {"scale": 1.0})
+weibull = _define_sampler("weibull", {"a": 1.0})
+pareto = _define_sampler("pareto", {"a": 1.0})
+power = _define_sampler("power", {"a": 1.0})
+poisson = _define_sampler("poisson", {"lam": 1.0}, integer=True)

@@ -1,8 +1,11 @@
-"""Reductions: sum, mean, prod, max, min, std, var, argmax, argmin, all, any.
+"""Reductions: sum, mean, prod, max, min, std, var, argmax, argmin, all, any, and the running
+sum `cumsum`.
 
 `axis` is None (everything), an int or a tuple of ints, as in NumPy; it is stored normalised to
 None or a tuple so that equal graphs print equally.
 """
+
+# Operator methods take no `self`: Op turns them into static methods (see registry.py).
 
 from __future__ import annotations
 
@@ -84,6 +87,8 @@ class _Reduction(Op):
             cls.infer = staticmethod(infer)
 
 
+# NOTE: impls call the ndarray methods, which skip the Python layer of np.sum & co (about a
+# microsecond per call on small arrays).
 class Sum(_Reduction):
     name = "sum"
     mx_name = "_np_sum"
@@ -91,7 +96,7 @@ class Sum(_Reduction):
     attrs = {"axis": None, "keepdims": False, "dtype": None}
 
     def impl(x, *, axis, keepdims, dtype):
-        return _np.sum(x, axis=axis, keepdims=keepdims, dtype=dtype)
+        return _np.asarray(x).sum(axis=axis, keepdims=keepdims, dtype=dtype)
 
     def grad(inputs, outputs, cts, *, axis, keepdims, dtype):
         x = inputs[0]
@@ -120,15 +125,26 @@ class Prod(_Reduction):
     mx_name = "_np_prod"
     numpy_name = "prod"
     attrs = {"axis": None, "keepdims": False, "dtype": None}
-    save_outputs = True
 
     def impl(x, *, axis, keepdims, dtype):
-        return _np.prod(x, axis=axis, keepdims=keepdims, dtype=dtype)
+        return _np.asarray(x).prod(axis=axis, keepdims=keepdims, dtype=dtype)
 
     def grad(inputs, outputs, cts, *, axis, keepdims, dtype):
+        # d prod / d x_i is the product of the other elements. Dividing y by x_i fails where
+        # x_i = 0, so zeros are replaced by ones first: with one zero in the slice, the zero's
+        # gradient is the product of the rest; with two or more, every gradient is zero.
         x = inputs[0]
-        y = expand_to(outputs[0], x.shape, axis, keepdims)
-        return (expand_to(cts[0], x.shape, axis, keepdims) * y / x,)
+        if x.dtype.kind != "f":
+            return (None,)
+        g = expand_to(cts[0], x.shape, axis, keepdims)
+        is_zero = _ew.equal(x, 0)
+        safe = _ew.where(is_zero, _ew.ones_like(x), x)
+        p_safe = prod(safe, axis=axis, keepdims=True)
+        zeros = sum(_ew.astype(is_zero, "int64"), axis=axis, keepdims=True)
+        nonzero_grad = _ew.where(_ew.equal(zeros, 0), p_safe / safe, _ew.zeros_like(x))
+        zero_grad = _ew.where(_ew.logical_and(is_zero, _ew.equal(zeros, 1)), p_safe,
+                              nonzero_grad)
+        return (_ew.astype(g * zero_grad, x.dtype, copy=False),)
 
 
 class _Extremum(_Reduction):
@@ -149,7 +165,7 @@ class Max(_Extremum):
     numpy_name = "max"
 
     def impl(x, *, axis, keepdims):
-        return _np.max(x, axis=axis, keepdims=keepdims)
+        return _np.asarray(x).max(axis=axis, keepdims=keepdims)
 
 
 class Min(_Extremum):
@@ -158,7 +174,7 @@ class Min(_Extremum):
     numpy_name = "min"
 
     def impl(x, *, axis, keepdims):
-        return _np.min(x, axis=axis, keepdims=keepdims)
+        return _np.asarray(x).min(axis=axis, keepdims=keepdims)
 
 
 class Var(_Reduction):
@@ -236,7 +252,7 @@ class All(_BoolReduction):
     mx_name = "_np_all"
 
     def impl(x, *, axis, keepdims):
-        return _np.all(x, axis=axis, keepdims=keepdims)
+        return _np.asarray(x).all(axis=axis, keepdims=keepdims)
 
 
 class Any(_BoolReduction):
@@ -244,7 +260,7 @@ class Any(_BoolReduction):
     mx_name = "_np_any"
 
     def impl(x, *, axis, keepdims):
-        return _np.any(x, axis=axis, keepdims=keepdims)
+        return _np.asarray(x).any(axis=axis, keepdims=keepdims)
 
 
 def _reduce(op, a, axis, keepdims, **extra):
@@ -255,56 +271,104 @@ def _dtype_name(dtype):
     return None if dtype is None else _np.dtype(dtype).name
 
 
-def sum(a, axis=None, dtype=None, keepdims=False):
+def sum(a, axis=None, dtype=None, keepdims: bool = False):
     """Sum over `axis` (all axes by default)."""
     return _reduce(Sum, a, axis, keepdims, dtype=_dtype_name(dtype))
 
 
-def mean(a, axis=None, dtype=None, keepdims=False):
-    """Arithmetic mean over `axis`."""
+def mean(a, axis=None, dtype=None, keepdims: bool = False):
+    """Arithmetic mean over `axis` (float64 for integers, as NumPy)."""
     return _reduce(Mean, a, axis, keepdims, dtype=_dtype_name(dtype))
 
 
-def prod(a, axis=None, dtype=None, keepdims=False):
+def prod(a, axis=None, dtype=None, keepdims: bool = False):
+    """Product over `axis` (all axes by default)."""
     return _reduce(Prod, a, axis, keepdims, dtype=_dtype_name(dtype))
 
 
-def max(a, axis=None, keepdims=False):
+def max(a, axis=None, keepdims: bool = False):
+    """Largest element over `axis`; tied elements share the gradient evenly."""
     return _reduce(Max, a, axis, keepdims)
 
 
-def min(a, axis=None, keepdims=False):
+def min(a, axis=None, keepdims: bool = False):
+    """Smallest element over `axis`; tied elements share the gradient evenly."""
     return _reduce(Min, a, axis, keepdims)
 
 
 amax, amin = max, min
 
 
-def var(a, axis=None, dtype=None, ddof=0, keepdims=False):
+def var(a, axis=None, dtype=None, ddof: int = 0, keepdims: bool = False):
+    """Variance over `axis`, dividing by n - ddof."""
     return _reduce(Var, a, axis, keepdims, ddof=int(ddof), dtype=_dtype_name(dtype))
 
 
-def std(a, axis=None, dtype=None, ddof=0, keepdims=False):
+def std(a, axis=None, dtype=None, ddof: int = 0, keepdims: bool = False):
+    """Standard deviation over `axis`, dividing by n - ddof."""
     return _reduce(Std, a, axis, keepdims, ddof=int(ddof), dtype=_dtype_name(dtype))
 
 
-def argmax(a, axis=None, keepdims=False):
+def _arg_reduce(op, a, axis, keepdims):
     if axis is not None and not isinstance(axis, (int, _np.integer)):
-        raise ShapeError("argmax: axis must be an int or None")
-    return apply(Argmax, (a,), {"axis": None if axis is None else int(axis),
-                                "keepdims": bool(keepdims)})
+        raise ShapeError(f"{op.name}: axis must be an int or None, not {axis!r}")
+    return apply(op, (a,), {"axis": None if axis is None else int(axis),
+                            "keepdims": bool(keepdims)})
 
 
-def argmin(a, axis=None, keepdims=False):
-    if axis is not None and not isinstance(axis, (int, _np.integer)):
-        raise ShapeError("argmin: axis must be an int or None")
-    return apply(Argmin, (a,), {"axis": None if axis is None else int(axis),
-                                "keepdims": bool(keepdims)})
+def argmax(a, axis: int | None = None, keepdims: bool = False):
+    """Index of the largest element (the first on ties) along `axis`, or of the flattened
+    array."""
+    return _arg_reduce(Argmax, a, axis, keepdims)
 
 
-def all(a, axis=None, keepdims=False):
+def argmin(a, axis: int | None = None, keepdims: bool = False):
+    """Index of the smallest element (the first on ties) along `axis`, or of the flattened
+    array."""
+    return _arg_reduce(Argmin, a, axis, keepdims)
+
+
+def all(a, axis=None, keepdims: bool = False):
+    """Whether every element over `axis` is true."""
     return _reduce(All, a, axis, keepdims)
 
 
-def any(a, axis=None, keepdims=False):
+def any(a, axis=None, keepdims: bool = False):
+    """Whether any element over `axis` is true."""
     return _reduce(Any, a, axis, keepdims)
+
+
+class Cumsum(Op):
+    """Running sum along `axis` (of the flattened array when `axis` is None)."""
+
+    name = "cumsum"
+    mx_name = "_np_cumsum"
+    attrs = {"axis": None, "dtype": None}
+
+    def impl(x, *, axis, dtype):
+        return _np.cumsum(x, axis=axis, dtype=dtype)
+
+    def infer(x, *, axis, dtype):
+        if axis is None:
+            shape = (_count(x.shape, None),)
+        else:
+            norm_axis(axis, len(x.shape))
+            shape = tuple(x.shape)
+        return Aval(shape, _reduce_dtype("cumsum", _np.dtype(x.dtype), dtype))
+
+    def grad(inputs, outputs, cts, *, axis, dtype):
+        # Each input element feeds every later output: the reversed running sum of g.
+        x = inputs[0]
+        if x.dtype.kind != "f":
+            return (None,)
+        ax = 0 if axis is None else axis
+        g = _shape.flip(cumsum(_shape.flip(cts[0], ax), ax), ax)
+        if axis is None:
+            g = _shape.reshape(g, x.shape)
+        return (_ew.astype(g, x.dtype, copy=False),)
+
+
+def cumsum(a, axis: int | None = None, dtype=None):
+    """Cumulative sum along `axis` (over the flattened array by default)."""
+    return apply(Cumsum, (a,), {"axis": None if axis is None else int(axis),
+                                "dtype": _dtype_name(dtype)})
