@@ -297,9 +297,11 @@ def generate(graph: Graph, bound: dict, static_alloc: bool, fname: str):
             if n.num_outputs > 1:
                 targets += ","
             body.append(f"{targets} = {fn}({', '.join(args)})   {comment}")
-        if not static_alloc:
+        if not static_alloc:  # free what no later node reads (static buffers outlive a call)
             dead = [names[v] for v in plan.dead_after.get(pos, ()) if v in names
                     and names[v].startswith("v") and v not in graph.outputs]
+            dead += [buffer_names[b] for b in plan.buffer_dead_after.get(pos, ())
+                     if b in allocated]
             if dead:
                 body.append(f"del {', '.join(sorted(set(dead)))}")
     outs = []

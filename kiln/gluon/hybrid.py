@@ -92,8 +92,9 @@ class HybridCache:
             if type(a) is ndarray:
                 d = a._data
                 parts.append((d.shape, d.dtype.char, recording and _tracked(a)))
-            elif a is None or isinstance(a, (bool, int, float, str)):
-                parts.append(("static", a))
+            elif _is_static(a):
+                # the type is part of the key: 1, 1.0 and True are equal but trace differently
+                parts.append(("static", type(a).__name__, a))
             elif getattr(a, "_kiln_symbolic", False):
                 raise KilnError(f"{self.name}: inputs mix arrays and symbols; pass all "
                                 "arrays (to compute) or all symbols (to build a graph)")
@@ -104,12 +105,16 @@ class HybridCache:
             if isinstance(v, ndarray):
                 raise KilnError(f"{self.name}: pass array arguments positionally to a "
                                 f"hybridized block (got keyword {k!r})")
-            parts.append((k, v))
+            if not _is_static(v):
+                raise KilnError(f"{self.name}: keyword argument {k!r} of a hybridized block "
+                                "must be a Python scalar, string, None or a tuple of them (it "
+                                f"is part of the cache key), not {type(v).__name__}")
+            parts.append((k, type(v).__name__, v))
         return (tuple(parts), _STATE.training, recording)
 
     def __call__(self, args, kwargs):
-        if len(args) == 1 and not kwargs:  # the common case, keyed without a loop
-            a = args[0]
+        a = args[0] if len(args) == 1 and not kwargs else None
+        if type(a) is ndarray:  # the common case, keyed without a loop
             d = a._data
             rec = _STATE.recording
             key = (((d.shape, d.dtype.char, rec and (a._node is not None or
@@ -124,10 +129,10 @@ class HybridCache:
         if entry.backward is not None and _STATE.recording:
             return self._call_recorded(entry, args, arrays)
         results = entry.forward(*arrays)
+        if entry.verify_pending:  # before the state write-back: eager reads the old state too
+            self._verify(entry, args, results)
         if entry.n_updates:
             self._write_state(entry, results)
-        if entry.verify_pending:
-            self._verify(entry, args, results)
         if entry.single:
             return wrap(results[0])
         return unflatten(entry.out_tree, [wrap(r) for r in results[:entry.num_outputs]])[0]
@@ -182,8 +187,8 @@ class HybridCache:
             for res_node, pos in zip(diff.backward.inputs, diff.input_residuals):
                 if pos >= entry.num_args:
                     bwd_bound[id(res_node)] = traced.params[pos - entry.num_args]._data._data
-                else:
-                    entry.bwd_free_inputs.append(pos)
+                else:  # graph input `pos` is argument free_arg_positions[pos]
+                    entry.bwd_free_inputs.append(entry.free_arg_positions[pos])
             entry.backward = backend.compile(bwd_graph, bwd_bound, compile_opts).fn
         else:
             fwd_graph = run_pipeline(graph, training=training, disable=disable, dump=dump,
@@ -262,7 +267,9 @@ class HybridCache:
                 grads_out[pos] = wrap(g)
             return grads_out
 
-        node = TapeNode(vjp, inputs, {}, n_out, f"hybridized {self.name}")
+        # The outputs are handed over so that autograd can make zero cotangents for those the
+        # loss does not use (it cannot infer the shapes of a whole compiled graph).
+        node = TapeNode(vjp, inputs, {}, n_out, f"hybridized {self.name}", outputs)
         for i, o in enumerate(outputs):
             o._node = node
             o._oidx = i
@@ -319,6 +326,13 @@ def _close(a, b) -> bool:
     return bool(_np.allclose(a, b, rtol=tol, atol=tol, equal_nan=True))
 
 
+def _is_static(a) -> bool:
+    """A Python value the trace specializes on (it must be hashable: it is in the cache key)."""
+    if a is None or isinstance(a, (bool, int, float, str)):
+        return True
+    return isinstance(a, tuple) and all(_is_static(x) for x in a)
+
+
 def _describe_change(old, new) -> str:
     (old_args, old_train, old_rec), (new_args, new_train, new_rec) = old, new
     changes = []
@@ -336,5 +350,9 @@ def _describe_change(old, new) -> str:
 
 def _fmt(part) -> str:
     if isinstance(part, tuple) and len(part) == 3 and isinstance(part[0], tuple):
-        return f"shape {part[0]} dtype {_np.dtype(part[1]).name}"
+        shape, char, needs_grad = part
+        return f"shape {shape} dtype {_np.dtype(char).name}" + (
+            " (needs a gradient)" if needs_grad else "")
+    if isinstance(part, tuple) and len(part) == 3 and part[0] == "static":
+        return f"Python value {part[2]!r}"
     return repr(part)

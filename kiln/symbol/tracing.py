@@ -179,12 +179,16 @@ def trace(fn, args: list, arg_names: list[str] | None = None,
           static_as_constants: bool = False) -> Traced:
     """Trace `fn(*args)`: array arguments become variables with their shapes and dtypes.
 
-    Python numbers are static (the trace specializes on them), or, with `static_as_constants`,
-    constant nodes of the graph (which constant folding then evaluates).
+    Python numbers are static (the trace specializes on them), or, with `static_as_constants`
+    and no array argument, constant nodes of the graph (which constant folding then evaluates).
     """
     from ..gluon.parameter import Parameter
 
     t = _Trace()
+    # A constant beside an array would be a strong 0-d operand (x_f32 + 2.0 would turn float64),
+    # while eagerly a Python number is weak: with any array argument, numbers stay static.
+    static_as_constants = static_as_constants and not any(
+        isinstance(a, (_nd.ndarray, _np.ndarray)) for a in args)
     if arg_names is None:
         arg_names = ["data"] if len(args) == 1 else [f"data{i}" for i in range(len(args))]
     inputs, sym_args = [], []
