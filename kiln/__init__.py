@@ -16,7 +16,7 @@ from . import numpy_extension as npx
 from . import symbol
 from .base import KilnError
 from .ndarray import Device, cpu, current_device
-from .jit import jit
+from .jit import jit  # noqa: F401
 
 nd = ndarray
 sym = symbol

@@ -122,7 +122,7 @@ class ArrayMethods:
     def __getitem__(self, key):
         return _shape.getitem(self, key)
 
-    # -- shape --------------------------------------------------------------------------------------
+    # -- shape ------------------------------------------------------------------------------------
     def reshape(self, *shape, order="C"):
         return _shape.reshape(self, _shape_args(shape), order=order)
 
@@ -167,7 +167,7 @@ class ArrayMethods:
     def split(self, indices_or_sections, axis=0):
         return _shape.split(self, indices_or_sections, axis)
 
-    # -- reductions ---------------------------------------------------------------------------------
+    # -- reductions -------------------------------------------------------------------------------
     def sum(self, axis=None, dtype=None, keepdims=False):
         return _reduce.sum(self, axis, dtype, keepdims)
 
@@ -201,7 +201,7 @@ class ArrayMethods:
     def any(self, axis=None, keepdims=False):
         return _reduce.any(self, axis, keepdims)
 
-    # -- elementwise --------------------------------------------------------------------------------
+    # -- elementwise ------------------------------------------------------------------------------
     def astype(self, dtype, copy=True):
         return _ew.astype(self, dtype, copy)
 

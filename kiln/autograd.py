@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import weakref
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as _np
 
@@ -48,7 +48,8 @@ class TapeNode:
     __slots__ = ("vjp", "inputs", "attrs", "out_refs", "out_data", "n_out", "name")
 
     def __init__(self, vjp, inputs, attrs, n_out, name, outputs=None):
-        self.vjp = vjp            # callable(inputs, outputs, cotangents, **attrs) -> input cotangents
+        # vjp(inputs, outputs, cotangents, **attrs) -> one cotangent (or None) per input
+        self.vjp = vjp
         self.inputs = inputs      # tuple of ndarrays (or None for absent optional inputs)
         self.attrs = attrs
         self.n_out = n_out
@@ -126,7 +127,7 @@ def predict_mode():
 
 
 def mark_variables(variables, gradients, grad_reqs="write") -> None:
-    """Attach the given gradient buffers to the variables (MXNet's low-level form of attach_grad)."""
+    """Attach the given gradient buffers to the variables (MXNet's low-level attach_grad)."""
     from .ndarray import ndarray
 
     if isinstance(variables, ndarray):

@@ -59,15 +59,15 @@ class Initializer:
     def __call__(self, name: str, arr) -> None:
         data = arr._data if hasattr(arr, "_data") else arr
         name = str(name)
-        if name.endswith("weight") or name.endswith("_w") or name.endswith(".w"):
+        if name.endswith(("weight", "_w", ".w")):
             self._init_weight(name, data)
-        elif name.endswith("bias") or name.endswith("beta"):
+        elif name.endswith(("bias", "beta")):
             data[...] = 0
         elif name.endswith("gamma"):
             data[...] = 1
-        elif name.endswith("running_mean") or name.endswith("moving_mean"):
+        elif name.endswith(("running_mean", "moving_mean")):
             data[...] = 0
-        elif name.endswith("running_var") or name.endswith("moving_var"):
+        elif name.endswith(("running_var", "moving_var")):
             data[...] = 1
         else:
             self._init_default(name, data)

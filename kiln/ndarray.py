@@ -14,7 +14,8 @@ import numpy as _np
 from . import autograd as _autograd
 from .base import DTypeError, KilnError, ShapeError, SymbolicValueError, default_dtype
 
-__all__ = ["ndarray", "apply", "wrap", "is_array", "asarray_input", "Device", "cpu", "current_device"]
+__all__ = ["ndarray", "apply", "wrap", "is_array", "asarray_input", "Device", "cpu",
+           "current_device"]
 
 _STATE = _autograd.STATE
 _TapeNode = _autograd.TapeNode
@@ -28,7 +29,8 @@ class Device:
 
     def __init__(self, device_type: str = "cpu", device_id: int = 0):
         if device_type not in ("cpu", "cpu_pinned", "cpu_shared"):
-            raise KilnError(f"kiln runs on the CPU; device {device_type}({device_id}) is not available")
+            raise KilnError(f"kiln runs on the CPU; device {device_type}({device_id}) is not "
+                            "available")
         self.device_type = device_type
         self.device_id = device_id
 
@@ -209,7 +211,7 @@ class ndarray(ArrayMethods):
         self._grad = None
         self._grad_req = None
 
-    # -- what an array is ------------------------------------------------------------------
+    # -- what an array is -------------------------------------------------------------------------
     @property
     def shape(self) -> tuple:
         return self._data.shape
@@ -253,7 +255,7 @@ class ndarray(ArrayMethods):
         for i in range(len(self)):
             yield self[i]
 
-    # -- conversion to Python and NumPy ----------------------------------------------------------
+    # -- conversion to Python and NumPy -----------------------------------------------------------
     def asnumpy(self) -> _np.ndarray:
         """A NumPy copy of the contents."""
         return self._data.copy()
@@ -315,7 +317,7 @@ class ndarray(ArrayMethods):
 
     __hash__ = None
 
-    # -- devices (kiln computes on the CPU; these keep MXNet code running) ----------------------
+    # -- devices (kiln computes on the CPU; these keep MXNet code running) ------------------------
     def as_in_context(self, device) -> ndarray:
         return self
 
@@ -337,7 +339,7 @@ class ndarray(ArrayMethods):
     def as_nd_ndarray(self) -> ndarray:
         return self
 
-    # -- autograd --------------------------------------------------------------------------------
+    # -- autograd ---------------------------------------------------------------------------------
     def attach_grad(self, grad_req: str = "write", stype=None) -> None:
         """Allocate a gradient buffer: later `backward()` calls write (or add) into `.grad`."""
         if grad_req not in ("write", "add", "null"):
@@ -376,7 +378,7 @@ class ndarray(ArrayMethods):
         """The same values, cut from the autograd graph."""
         return wrap(self._data)
 
-    # -- in-place updates ---------------------------------------------------------------------------
+    # -- in-place updates -------------------------------------------------------------------------
     def _check_inplace(self, what: str) -> None:
         if _STATE.recording and self._node is not None:
             raise KilnError(

@@ -11,9 +11,11 @@ only the other inputs. Backends register themselves by name; `get_backend` finds
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
+from collections.abc import Callable
 
 from ..base import KilnError
 
@@ -75,10 +77,8 @@ def _auto_choice() -> str:
 
 def _load_optional(name: str) -> None:
     if name == "native":
-        try:
+        with contextlib.suppress(ImportError):
             from . import native  # noqa: F401  (registers itself)
-        except ImportError:
-            pass
 
 
 from . import numpy_backend  # noqa: E402,F401  (registers "numpy")

@@ -76,7 +76,6 @@ _IN_PLACE_ACTIVATIONS = {"relu": "np_maximum({0}, 0, out={0})", "tanh": "np_tanh
 def _fused_dense(node, args, out, ctx):
     product = _fully_connected(node, args, out, ctx)
     act = node.attrs["act_type"]
-    target = out or "_y"
     template = _IN_PLACE_ACTIVATIONS.get(act)
     if template is None:
         return f"{ctx.add('A', REGISTRY[act].impl)}({product})"
@@ -229,20 +228,17 @@ def _lowerable(node: Node) -> bool:
 
 
 def _wants_buffer(node: Node) -> bool:
-    if not _lowerable(node):
-        return False
-    return True
+    return _lowerable(node)
 
 
 def _can_overwrite(node: Node, i: int) -> bool:
     low = LOWERINGS.get(node.op)
     if low is None or not low.elementwise:
         return False
-    if node.op == "fused_elementwise":
-        # Only the chain's start may be overwritten: later steps read the other inputs, and the
-        # start must not be read again after the first step has replaced it.
-        if i != 0 or node.inputs[0] in node.inputs[1:]:
-            return False
+    # In a fused chain only the start may be overwritten: later steps read the other inputs, and
+    # the start must not be read again after the first step has replaced it.
+    if node.op == "fused_elementwise" and (i != 0 or node.inputs[0] in node.inputs[1:]):
+        return False
     a, out = node.inputs[i].aval, node.avals[0]
     return a is not None and tuple(a.shape) == tuple(out.shape) and a.dtype == out.dtype
 
@@ -344,7 +340,7 @@ class NumpyBackend:
         code = compile(source, filename, "exec")
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         env["__name__"] = "kiln_generated"
-        exec(code, env)  # noqa: S102  (our own generated source, not user input)
+        exec(code, env)
         return Compiled(env[fname], "numpy", source, free_inputs,
                         {"memory": plan.describe()})
 

@@ -109,7 +109,7 @@ class Block:
         object.__setattr__(self, "_name", prefix.rstrip("_") if prefix else
                            _fresh_name(type(self).__name__))
 
-    # -- registration ---------------------------------------------------------------------------
+    # -- registration -----------------------------------------------------------------------------
     def __setattr__(self, name: str, value) -> None:
         if "_children" not in self.__dict__:
             raise KilnError(f"{type(self).__name__}: call super().__init__() before assigning "
@@ -170,7 +170,7 @@ class Block:
         for name, child in self._children.items():
             child._collect(out, f"{prefix}{name}.", seen)
 
-    # -- initialization and state ---------------------------------------------------------------
+    # -- initialization and state -----------------------------------------------------------------
     def initialize(self, init=_init.Uniform(), ctx=None, verbose: bool = False,
                    force_reinit: bool = False, device=None) -> None:
         """Initialize every parameter (deferred until the first forward where shapes are
@@ -224,7 +224,7 @@ class Block:
         for child in self._children.values():
             child._clear_cached()
 
-    # -- running -----------------------------------------------------------------------------------
+    # -- running ----------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
         if self._forward_pre_hooks or self._forward_hooks:
             return self._call_with_hooks(args, kwargs)
@@ -261,7 +261,7 @@ class Block:
         for child in self._children.values():
             child.hybridize(active, **kwargs)
 
-    # -- files -------------------------------------------------------------------------------------
+    # -- files ------------------------------------------------------------------------------------
     def save_parameters(self, filename: str, deduplicate: bool = False) -> None:
         """Save every parameter under its structured name, in MXNet's binary format."""
         from ..io.params import save_params
@@ -304,7 +304,7 @@ class Block:
                 p.set_data(value)
         self._clear_cached()
 
-    # -- display -----------------------------------------------------------------------------------
+    # -- display ----------------------------------------------------------------------------------
     def __repr__(self) -> str:
         if not self._children:
             return f"{type(self).__name__}({self._repr_args()})"
@@ -413,7 +413,7 @@ class HybridBlock(Block):
                 f"({', '.join(type(a).__name__ for a in inputs)}); pass all arrays (to compute) "
                 "or all symbols (to build a graph)")
         if any(symbolic):
-            from .. import symbol as F
+            from .. import symbol as F  # noqa: N812  (MXNet's name for the operator module)
         else:
             F = _nd
         params = {name: p.data() for name, p in self._reg_params.items()}

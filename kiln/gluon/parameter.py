@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as _np
 
@@ -68,7 +68,7 @@ class Parameter:
         shape = "None" if self._shape is None else str(self._shape)
         return f"Parameter {self.full_name} (shape={shape}, dtype={self.dtype.name})"
 
-    # -- shape -------------------------------------------------------------------------------
+    # -- shape ------------------------------------------------------------------------------------
     @property
     def shape(self):
         return self._shape
@@ -76,9 +76,8 @@ class Parameter:
     @shape.setter
     def shape(self, new_shape) -> None:
         new_shape = self._as_shape(new_shape)
-        if self._shape is not None:
-            if len(self._shape) != len(new_shape) or any(
-                    old not in (-1, new) for old, new in zip(self._shape, new_shape)):
+        if self._shape is not None and (len(self._shape) != len(new_shape) or any(
+                old not in (-1, new) for old, new in zip(self._shape, new_shape))):
                 raise ShapeError(f"Parameter {self.full_name}: cannot change shape "
                                  f"{self._shape} to {new_shape}")
         self._shape = new_shape
@@ -137,7 +136,7 @@ class Parameter:
             f"Parameter {self.full_name} has not been initialized. Call net.initialize() (or "
             "param.initialize()) before using it.")
 
-    # -- values ---------------------------------------------------------------------------------
+    # -- values -----------------------------------------------------------------------------------
     def data(self, ctx=None) -> ndarray:
         """The parameter's array (its symbol while the owning block is being traced)."""
         tracer = Parameter._tracer

@@ -18,7 +18,8 @@ Passes treat graphs as values: they build new nodes rather than mutate the ones 
 from __future__ import annotations
 
 import math
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
+from collections.abc import Iterable
 
 import numpy as _np
 
@@ -343,7 +344,7 @@ def _check_types(n: Node, where: str) -> None:
         return
     try:
         out = op.infer(*in_avals, **n.attrs)
-    except Exception as e:  # noqa: BLE001  (any inference failure is a verification failure)
+    except Exception as e:
         raise GraphError(f"{where}: type inference failed: {e}") from e
     out = (out,) if isinstance(out, Aval) else tuple(out)
     if len(out) != n.num_outputs:

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import BinaryIO, Mapping, Sequence
+from typing import BinaryIO
+from collections.abc import Mapping, Sequence
 
 import numpy as _np
 

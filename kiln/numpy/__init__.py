@@ -56,7 +56,8 @@ def _shape(shape) -> tuple:
     return tuple(int(d) for d in shape)
 
 
-def array(object, dtype=None, copy: bool = True, ctx=None, device=None) -> ndarray:
+def array(object, dtype=None, copy: bool = True, ctx=None,  # noqa: F811  (NumPy's name)
+          device=None) -> ndarray:
     """A new array from nested lists, a NumPy array or a kiln array.
 
     Python numbers become float32 unless `dtype` says otherwise (MXNet's numpy mode); booleans stay

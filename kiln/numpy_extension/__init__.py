@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 
 from ..base import KilnError
-from ..ndarray import Device, cpu, current_device
+from ..ndarray import Device, cpu, current_device  # noqa: F401
 from ..ops.elementwise import relu, sigmoid, softrelu, softsign, stop_gradient, tanh  # noqa: F401
 from ..ops.nn import (  # noqa: F401
     activation, batch_flatten, batch_norm, dropout, embedding, fully_connected, layer_norm,

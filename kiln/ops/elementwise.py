@@ -206,8 +206,8 @@ class Around(Op):
         return Aval(x.shape, x.dtype)
 
 
-round = round_ = around  # noqa: A001  (NumPy's name)
-abs = absolute  # noqa: A001
+round = round_ = around
+abs = absolute
 fabs = absolute
 
 
@@ -347,7 +347,7 @@ bitwise_xor = _define_binary("bitwise_xor", _np.bitwise_xor, "_npi_bitwise_xor",
 
 divide = true_divide
 remainder = mod
-pow = power  # noqa: A001
+pow = power
 
 
 # ----------------------------------------------------------------------------------------------

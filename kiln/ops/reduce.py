@@ -255,7 +255,7 @@ def _dtype_name(dtype):
     return None if dtype is None else _np.dtype(dtype).name
 
 
-def sum(a, axis=None, dtype=None, keepdims=False):  # noqa: A001
+def sum(a, axis=None, dtype=None, keepdims=False):
     """Sum over `axis` (all axes by default)."""
     return _reduce(Sum, a, axis, keepdims, dtype=_dtype_name(dtype))
 
@@ -269,11 +269,11 @@ def prod(a, axis=None, dtype=None, keepdims=False):
     return _reduce(Prod, a, axis, keepdims, dtype=_dtype_name(dtype))
 
 
-def max(a, axis=None, keepdims=False):  # noqa: A001
+def max(a, axis=None, keepdims=False):
     return _reduce(Max, a, axis, keepdims)
 
 
-def min(a, axis=None, keepdims=False):  # noqa: A001
+def min(a, axis=None, keepdims=False):
     return _reduce(Min, a, axis, keepdims)
 
 
@@ -302,9 +302,9 @@ def argmin(a, axis=None, keepdims=False):
                                 "keepdims": bool(keepdims)})
 
 
-def all(a, axis=None, keepdims=False):  # noqa: A001
+def all(a, axis=None, keepdims=False):
     return _reduce(All, a, axis, keepdims)
 
 
-def any(a, axis=None, keepdims=False):  # noqa: A001
+def any(a, axis=None, keepdims=False):
     return _reduce(Any, a, axis, keepdims)

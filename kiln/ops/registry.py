@@ -5,11 +5,11 @@ to know about it:
 
 - ``impl(*arrays, **attrs)``: the eager implementation on NumPy arrays. It is also the living
   specification every compiled backend is tested against.
-- ``infer(*avals, **attrs)``: output shapes and dtypes from input shapes and dtypes (`Aval`), used while
-  tracing, by the verifier and by ``Symbol.infer_shape``.
-- ``grad(inputs, outputs, cotangents, **attrs)``: the vector-Jacobian product, written with kiln's own
-  operators so it runs eagerly, records for second-order gradients, and builds backward graphs when
-  given symbols. Operators without a gradient say ``differentiable = False``.
+- ``infer(*avals, **attrs)``: output shapes and dtypes from input shapes and dtypes (`Aval`),
+  used while tracing, by the verifier and by ``Symbol.infer_shape``.
+- ``grad(inputs, outputs, cotangents, **attrs)``: the vector-Jacobian product, written with
+  kiln's own operators so it runs eagerly, records for second-order gradients, and builds
+  backward graphs when given symbols. Operators without a gradient say ``differentiable = False``.
 
 Defining the class registers it: ``REGISTRY["relu"]`` is the class. Methods are written without
 ``self`` (they become static methods), because an operator is a record of functions, not an object
@@ -19,7 +19,8 @@ with state.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
+from collections.abc import Callable
 
 import numpy as _np
 

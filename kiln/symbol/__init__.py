@@ -11,11 +11,11 @@ record graph nodes. MXNet 1.x spellings (`F.FullyConnected`, `F.Activation` ...)
 
 from __future__ import annotations
 
-from .. import numpy as np  # noqa: F401  (dispatches on symbols)
-from .. import numpy_extension as npx  # noqa: F401
+from .. import numpy as np
+from .. import numpy_extension as npx
 from . import legacy as _legacy
 from . import tracing as _tracing
-from .symbol import Group, Symbol, Variable, constant, var  # noqa: F401
+from .symbol import Group, Symbol, Variable, constant, var
 
 _tracing.install()
 

@@ -47,7 +47,7 @@ class Executor:
         if isinstance(args_grad, (list, tuple)):
             args_grad = dict(zip(sym.list_arguments(), args_grad))
         self.grad_dict = dict(args_grad or {})
-        reqs = grad_req if isinstance(grad_req, dict) else {n: grad_req for n in self.grad_dict}
+        reqs = grad_req if isinstance(grad_req, dict) else dict.fromkeys(self.grad_dict, grad_req)
         for name, g in self.grad_dict.items():
             arr = self.arg_dict[name]
             arr.attach_grad(reqs.get(name, "write"))

@@ -39,7 +39,7 @@ def _propagate(sym, known: dict[str, Aval]):
                 continue
             try:
                 out = op.infer(*avals, **n.attrs)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 raise ShapeError(f"infer_shape: {n.op} ({n.name}): {e}") from None
             out = (out,) if isinstance(out, Aval) else out
             for i, a in enumerate(out):

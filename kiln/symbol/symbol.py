@@ -67,7 +67,7 @@ class Symbol(ArrayMethods):
     def __init__(self, outputs):
         self._outputs = tuple(outputs)
 
-    # -- what is known without running --------------------------------------------------------
+    # -- what is known without running ------------------------------------------------------------
     def _single(self, what: str) -> Value:
         if len(self._outputs) != 1:
             raise KilnError(f"{what} of a group of {len(self._outputs)} symbols; pick one with "
@@ -136,7 +136,7 @@ class Symbol(ArrayMethods):
                 Symbol(self._outputs[key])
         return super().__getitem__(key)
 
-    # -- concrete values do not exist --------------------------------------------------------
+    # -- concrete values do not exist -------------------------------------------------------------
     def _no_value(self, what: str):
         loc = user_location(3)
         where = f" (at {loc})" if loc else ""
@@ -233,7 +233,7 @@ class Symbol(ArrayMethods):
 
         return stop_gradient(self)
 
-    # -- the graph behind the symbol ------------------------------------------------------------
+    # -- the graph behind the symbol --------------------------------------------------------------
     def graph(self) -> Graph:
         """The graph computing this symbol from its variables."""
         nodes = topological_order(self._outputs)

@@ -153,7 +153,7 @@ def _flatten(out, values: list):
         return ("group", len(out._outputs))
     if isinstance(out, (tuple, list)):
         return (type(out).__name__, [_flatten(o, values) for o in out])
-    if isinstance(out, _nd.ndarray) or isinstance(out, (_np.ndarray, int, float)):
+    if isinstance(out, (_nd.ndarray, _np.ndarray, int, float)):
         data = out._data if isinstance(out, _nd.ndarray) else _np.asarray(out)
         values.append(Value(const_node(data), 0))
         return "leaf"
