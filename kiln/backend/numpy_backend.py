@@ -290,7 +290,7 @@ def generate(graph: Graph, bound: dict, static_alloc: bool, fname: str):
             op = REGISTRY[n.op]
             fn = ctx.add("F", functools.partial(op.impl, **n.attrs))
             targets = ", ".join(names[Value(n, i)] for i in range(n.num_outputs))
-            if n.num_outputs > 1:
+            if _returns_tuple(op, n):  # unpack, even a tuple of one (split in one section)
                 targets += ","
             body.append(f"{targets} = {fn}({', '.join(args)})   {comment}")
         if not static_alloc:  # free what no later node reads (static buffers outlive a call)
@@ -315,6 +315,11 @@ def generate(graph: Graph, bound: dict, static_alloc: bool, fname: str):
     lines += [f"    {line}" for line in body]
     lines.append(f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})")
     return "\n".join(lines) + "\n", ctx.globals, free_inputs, plan
+
+
+def _returns_tuple(op, n: Node) -> bool:
+    """Whether the operator's implementation returns a tuple (as `apply` unpacks it)."""
+    return n.num_outputs > 1 or op.num_outputs_for is not None
 
 
 def _safe_name(name: str | None, k: int) -> str:
