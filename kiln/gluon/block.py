@@ -390,8 +390,11 @@ class HybridBlock(Block):
                 if self._active and not _tracing():
                     return call_cached(self, args, kwargs)
             elif getattr(first, "_kiln_symbolic", False):
+                _check_not_mixed(self, args)
                 with _scope(self.name):  # name the nodes this block records after it
                     return self._call_eager(args, kwargs)
+            if len(args) > 1:
+                _check_not_mixed(self, args)
         return self._call_eager(args, kwargs)
 
     def _call_eager(self, args, kwargs):
@@ -406,13 +409,8 @@ class HybridBlock(Block):
                 f"{type(self).__name__} must define forward(self, x) or "
                 "hybrid_forward(self, F, x, ...)")
         inputs = (x, *args)
-        symbolic = [_is_symbolic(a) for a in inputs if a is not None]
-        if any(symbolic) and not all(symbolic):
-            raise KilnError(
-                f"{type(self).__name__}: inputs mix arrays and symbols "
-                f"({', '.join(type(a).__name__ for a in inputs)}); pass all arrays (to compute) "
-                "or all symbols (to build a graph)")
-        if any(symbolic):
+        _check_not_mixed(self, inputs)
+        if any(_is_symbolic(a) for a in inputs):
             from .. import symbol as F  # noqa: N812  (MXNet's name for the operator module)
         else:
             F = _nd
@@ -431,6 +429,17 @@ class HybridBlock(Block):
         from ..io.export import export_block
 
         return export_block(self, path, epoch)
+
+
+def _check_not_mixed(block, inputs) -> None:
+    """Arrays and symbols do not mix as a block's inputs (MXNet's rule): a symbol builds a
+    graph, an array computes, and an array among symbols would silently become a constant."""
+    arrays = [a for a in inputs if isinstance(a, ndarray)]
+    if arrays and any(_is_symbolic(a) for a in inputs):
+        raise KilnError(
+            f"{type(block).__name__}: inputs mix arrays and symbols "
+            f"({', '.join(type(a).__name__ for a in inputs)}); pass all arrays (to compute) "
+            "or all symbols (to build a graph)")
 
 
 def _tracing() -> bool:

@@ -10,6 +10,7 @@ compiled backward graph derived from the registry's rules.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import warnings
 
@@ -109,7 +110,7 @@ class HybridCache:
                 raise KilnError(f"{self.name}: keyword argument {k!r} of a hybridized block "
                                 "must be a Python scalar, string, None or a tuple of them (it "
                                 f"is part of the cache key), not {type(v).__name__}")
-            parts.append((k, type(v).__name__, v))
+            parts.append(("keyword", k, type(v).__name__, v))
         return (tuple(parts), _STATE.training, recording)
 
     def __call__(self, args, kwargs):
@@ -236,7 +237,7 @@ class HybridCache:
                 f"was {_describe_change(self.last_key, key)}. Each new signature costs a trace "
                 "and a compilation: keep input shapes fixed (pad batches to one size), or call "
                 "hybridize(False) for inputs that change every call.", RetraceWarning,
-                stacklevel=4)
+                stacklevel=_user_stacklevel())
         self.last_key = key
 
     # -- autograd ---------------------------------------------------------------------------------
@@ -290,29 +291,50 @@ class HybridCache:
                 raise VerificationError(self._locate(entry, inputs, k, ref._data, got))
 
     def _locate(self, entry: _Entry, inputs, k, ref, got) -> str:
-        ref_values: dict = {}
-        interpret(entry.graph, inputs, lambda n, outs: ref_values.__setitem__(n.name, outs))
+        """The message for a diverging output: the first node of the optimised graph whose value
+        differs from the traced node of the same name (passes keep the names of the nodes they
+        replace), with the traced node's operator and source line."""
+        reference: dict = {}  # node name -> (traced node, its outputs)
         first = None
+
+        def keep(n, outs):
+            if n.name is not None:
+                reference[n.name] = (n, outs)
 
         def compare(n, outs):
             nonlocal first
-            if first is None and n.name in ref_values:
-                for a, b in zip(ref_values[n.name], outs):
+            if first is None and n.name in reference:
+                for a, b in zip(reference[n.name][1], outs):
                     if a.shape == b.shape and not _close(a._data, b._data):
                         first = n
                         return
         with _autograd.pause(train_mode=_STATE.training):
+            interpret(entry.graph, inputs, keep)
             interpret(entry.optimized, inputs, compare)
         err = float(_np.max(_np.abs(ref.astype(_np.float64) - _np.asarray(got, _np.float64))))
         head = (f"hybridize(verify=True): output {k} of {self.name!r} differs from eager "
                 f"execution (max abs difference {err:.3g}).")
         if first is not None:
-            return (f"{head} The first diverging node is {first.name!r} ({first.op}), created at "
-                    f"{first.loc or 'an unknown line'}: an optimisation pass changed its value. "
-                    "Bisect with hybridize(disable_passes=[...]).")
+            traced = reference[first.name][0]
+            became = "" if first.op == traced.op else f", optimised into {first.op}"
+            return (f"{head} The first diverging node is {first.name!r} ({traced.op}{became}), "
+                    f"created at {traced.loc or 'an unknown line'}: an optimisation pass changed "
+                    "its value. Bisect with hybridize(disable_passes=[...]).")
         return (f"{head} The optimised graph agrees with eager execution, so the "
                 f"{entry.compiled.backend!r} backend's generated code is at fault; its source is "
                 "in the cache entry (KILN_DEBUG=2 prints it).")
+
+
+def _user_stacklevel() -> int:
+    """The `stacklevel` that attributes a warning to the user's line: the first caller outside
+    kiln (a block's call and a jit function's call are nested differently)."""
+    from ..symbol.symbol import _KILN_DIR
+
+    level, frame = 2, sys._getframe(2)  # 1 is the warn() caller, this function's caller
+    while frame is not None and frame.f_code.co_filename.startswith(_KILN_DIR):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 def _close(a, b) -> bool:
@@ -355,4 +377,6 @@ def _fmt(part) -> str:
             " (needs a gradient)" if needs_grad else "")
     if isinstance(part, tuple) and len(part) == 3 and part[0] == "static":
         return f"Python value {part[2]!r}"
+    if isinstance(part, tuple) and len(part) == 4 and part[0] == "keyword":
+        return f"{part[1]}={part[3]!r}"
     return repr(part)

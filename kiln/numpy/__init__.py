@@ -64,11 +64,7 @@ def array(object, dtype=None, copy: bool = True, ctx=None,  # noqa: F811  (NumPy
     bool; NumPy and kiln arrays keep their dtype.
     """
     if getattr(object, "_kiln_symbolic", False):
-        from ..base import SymbolicValueError
-
-        raise SymbolicValueError(
-            "np.array() of a symbol: its value exists only when the compiled graph runs. "
-            "Compute it outside the forward, or call net.hybridize(False) to debug eagerly.")
+        object.__array__()  # raises SymbolicValueError naming the user's line and the fix
     if isinstance(object, ndarray):
         data = object._data
         return _wrap(data.astype(dtype) if dtype is not None else (data.copy() if copy else data))

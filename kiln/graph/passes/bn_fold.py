@@ -49,7 +49,8 @@ def fold_batch_norm(graph: Graph) -> Graph:
             build("subtract", [src.inputs[2], mean], {}, n)
         bias = build("add", [build("multiply", [shifted, scale], {}, n), beta], {}, n)
         attrs = dict(src.attrs, no_bias=False)
-        folded = Node(src.op, [x, w_scaled, bias], attrs, src.avals, src.name, src.loc)
+        # It computes the batch_norm's output now: its name (verify=True compares by name).
+        folded = Node(src.op, [x, w_scaled, bias], attrs, src.avals, n.name, src.loc)
         return [Value(folded, 0), mean, var]
     return rewrite(graph, visit)
 
