@@ -29,7 +29,8 @@ from .literal import format_literal, parse_literal
 
 __all__ = ["Node", "Value", "Graph", "GraphError", "VAR", "CONST"]
 
-VAR = "var"
+# Node kinds that are not operators. Neither may be a registry name ("var" is the variance).
+VAR = "<var>"
 CONST = "const"
 
 
@@ -377,7 +378,8 @@ def verify(graph: Graph) -> None:
 def _describe_node(n: Node, names: dict) -> str:
     """'%3 = relu node at model.py:12', how the verifier names a node."""
     lhs = ", ".join(f"%{names.get(Value(n, i), '?')}" for i in range(n.num_outputs))
-    return f"{lhs} = {n.op} node{' at ' + n.loc if n.loc else ''}"
+    op = "var" if n.op == VAR else n.op
+    return f"{lhs} = {op} node{' at ' + n.loc if n.loc else ''}"
 
 
 def _check_types(n: Node, where: str) -> None:

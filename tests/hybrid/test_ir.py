@@ -13,7 +13,8 @@ import kiln
 from kiln import np, npx
 from kiln.base import FormatError
 from kiln.graph.ir import (
-    CONST, Graph, GraphError, Node, Value, const_node, format_graph, parse_graph, var_node, verify,
+    CONST, VAR, Graph, GraphError, Node, Value, const_node, format_graph, parse_graph, var_node,
+    verify,
 )
 from kiln.graph.literal import format_literal, parse_literal
 from kiln.ops.registry import Aval
@@ -98,8 +99,23 @@ graph(%x: f32[3]) {
   %2 = sum(%x) : f32[]
   return %2
 }""")
-    assert [n.op for n in graph.nodes] == ["var", "exp", "sum"]  # %1 is dead but kept
+    assert [n.op for n in graph.nodes] == [VAR, "exp", "sum"]  # %1 is dead but kept
     assert graph.nodes[2].attrs == {"axis": None, "keepdims": False, "dtype": None}
+
+
+def test_the_variance_operator_is_not_a_graph_variable():
+    text = """graph(%x: f32[3,4]) {
+  %v = var : f32[4]
+  %1 = var(%x) {axis=(0,), keepdims=False, ddof=1, dtype=None} : f32[4]   # m.py:2
+  %2 = add(%1, %v) : f32[4]   # m.py:3
+  return %2
+}"""
+    graph = parse_graph(text)
+    assert [n.op for n in graph.nodes] == [VAR, VAR, "var", "add"]
+    assert format_graph(graph) == text
+    with pytest.raises(GraphError, match="'v' is used but is not a graph input"):
+        verify(graph)  # the variable, not the variance
+    verify(parse_graph(text.replace("  %v = var : f32[4]\n", "").replace("%1, %v", "%1, %1")))
 
 
 def test_variables_with_equal_names_print_apart():
