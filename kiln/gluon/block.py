@@ -391,7 +391,8 @@ class HybridBlock(Block):
                     return call_cached(self, args, kwargs)
             elif getattr(first, "_kiln_symbolic", False):
                 _check_not_mixed(self, args)
-                with _scope(self.name):  # name the nodes this block records after it
+                # name the nodes this block records after it; parameters are variables
+                with _parameter_symbols(), _scope(self.name):
                     return self._call_eager(args, kwargs)
             if len(args) > 1:
                 _check_not_mixed(self, args)
@@ -447,5 +448,6 @@ def _tracing() -> bool:
     return hook is not None and hook.active()
 
 
+from ..symbol.tracing import parameter_symbols as _parameter_symbols  # noqa: E402
 from ..symbol.tracing import scope as _scope  # noqa: E402
 from .hybrid import call_cached  # noqa: E402

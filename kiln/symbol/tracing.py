@@ -129,6 +129,30 @@ class scope:
         return False
 
 
+class parameter_symbols:
+    """While a block is called on symbols outside a trace (`net(sym.var('data'))`), its
+    parameters are variables of the graph, named by their structured names, as in MXNet (not
+    constants holding today's values); BatchNorm's running statistics become auxiliary
+    states."""
+
+    def __enter__(self):
+        from ..gluon.parameter import Parameter
+
+        self.trace = None if HOOK.stack else _Trace()
+        if self.trace is not None:
+            HOOK.stack.append(self.trace)
+            self.previous, Parameter._tracer = Parameter._tracer, self.trace
+        return self
+
+    def __exit__(self, *exc):
+        from ..gluon.parameter import Parameter
+
+        if self.trace is not None:
+            HOOK.stack.pop()
+            Parameter._tracer = self.previous
+        return False
+
+
 @dataclass
 class Traced:
     """A traced function: its graph and how to call it."""
