@@ -300,6 +300,8 @@ def generate(graph: Graph, bound: dict, static_alloc: bool, fname: str):
                      if b in allocated]
             if dead:
                 body.append(f"del {', '.join(sorted(set(dead)))}")
+    if body and body[-1].startswith("del "):
+        body.pop()  # returning frees them anyway
     outs = []
     for v in graph.outputs:
         expr = names[v]

@@ -70,7 +70,7 @@ class _Entry:
 
     __slots__ = ("compiled", "forward", "backward", "diff", "num_args", "num_outputs", "params",
                  "state_targets", "out_tree", "epoch", "free_arg_positions", "bwd_free_inputs",
-                 "graph", "optimized", "verify_pending", "n_updates", "single")
+                 "graph", "optimized", "verify_pending", "n_updates", "single", "plain")
 
 
 class HybridCache:
@@ -121,9 +121,12 @@ class HybridCache:
             key = (((d.shape, d.dtype.char, rec and (a._node is not None or
                                                      a._grad_req is not None)),),
                    _STATE.training, rec)
+            entry = self.entries.get(key)
+            if entry is not None and entry.plain and entry.epoch == Parameter._epoch:
+                return wrap(entry.forward(d)[0])  # one array in, one out, nothing else to do
         else:
             key = self._key(args, kwargs)
-        entry = self.entries.get(key)
+            entry = self.entries.get(key)
         if entry is None or entry.epoch != Parameter._epoch:
             entry = self._build(key, args, kwargs)
         arrays = [args[i]._data for i in entry.free_arg_positions]
@@ -198,6 +201,7 @@ class HybridCache:
         entry.compiled = backend.compile(fwd_graph, bound, compile_opts)
         entry.forward = entry.compiled.fn
         entry.verify_pending = bool(opts.get("verify") or env_flag("KILN_VERIFY"))
+        _update_plain(entry)
         self.entries[key] = entry
         self.traces += 1
         if env_int("KILN_DEBUG") >= 1:
@@ -281,6 +285,7 @@ class HybridCache:
     # -- verification -----------------------------------------------------------------------------
     def _verify(self, entry: _Entry, args, results) -> None:
         entry.verify_pending = False
+        _update_plain(entry)
         if any(n.op_def is not None and n.op_def.random for n in entry.graph.nodes):
             return  # random draws differ between two runs by design
         inputs = [args[i] for i in entry.free_arg_positions] + [p._data for p in entry.params]
@@ -323,6 +328,13 @@ class HybridCache:
         return (f"{head} The optimised graph agrees with eager execution, so the "
                 f"{entry.compiled.backend!r} backend's generated code is at fault; its source is "
                 "in the cache entry (KILN_DEBUG=2 prints it).")
+
+
+def _update_plain(entry: _Entry) -> None:
+    """Whether a call is only `forward(array)[0]`: one result, no state to write back, no
+    backward graph, nothing to verify (the fast path of `HybridCache.__call__`)."""
+    entry.plain = (entry.single and not entry.n_updates and entry.backward is None and
+                   not entry.verify_pending and entry.free_arg_positions == [0])
 
 
 def _user_stacklevel() -> int:
