@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 
 from .graph.ir import Graph
-from .gluon.hybrid import HybridCache
+from .gluon.hybrid import HybridCache, check_not_mixed
 
 __all__ = ["jit", "JitFunction"]
 
@@ -32,6 +32,9 @@ class JitFunction:
         self._cache = HybridCache(fn, getattr(fn, "__name__", "jit"), options)
 
     def __call__(self, *args, **kwargs):
+        if args and getattr(args[0], "_kiln_symbolic", False):
+            check_not_mixed(self.__name__, args)
+            return self._fn(*args, **kwargs)  # symbols in: build their graph, as eagerly
         return self._cache(args, kwargs)
 
     def _entry(self, args, kwargs):

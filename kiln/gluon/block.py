@@ -388,6 +388,8 @@ class HybridBlock(Block):
             first = args[0]
             if type(first) is ndarray:
                 if self._active and not _tracing():
+                    if self._forward_pre_hooks or self._forward_hooks:
+                        return self._call_with_hooks(args, kwargs)  # around the cached call
                     return call_cached(self, args, kwargs)
             elif getattr(first, "_kiln_symbolic", False):
                 _check_not_mixed(self, args)
@@ -401,6 +403,11 @@ class HybridBlock(Block):
     def _call_eager(self, args, kwargs):
         if self._forward_pre_hooks or self._forward_hooks:
             return self._call_with_hooks(args, kwargs)
+        return self.forward(*args, **kwargs)
+
+    def _run(self, args, kwargs):
+        if self._active and args and type(args[0]) is ndarray and not _tracing():
+            return call_cached(self, args, kwargs)
         return self.forward(*args, **kwargs)
 
     def forward(self, x, *args, **kwargs):
@@ -433,14 +440,7 @@ class HybridBlock(Block):
 
 
 def _check_not_mixed(block, inputs) -> None:
-    """Arrays and symbols do not mix as a block's inputs (MXNet's rule): a symbol builds a
-    graph, an array computes, and an array among symbols would silently become a constant."""
-    arrays = [a for a in inputs if isinstance(a, ndarray)]
-    if arrays and any(_is_symbolic(a) for a in inputs):
-        raise KilnError(
-            f"{type(block).__name__}: inputs mix arrays and symbols "
-            f"({', '.join(type(a).__name__ for a in inputs)}); pass all arrays (to compute) "
-            "or all symbols (to build a graph)")
+    check_not_mixed(type(block).__name__, inputs)
 
 
 def _tracing() -> bool:
@@ -450,4 +450,4 @@ def _tracing() -> bool:
 
 from ..symbol.tracing import parameter_symbols as _parameter_symbols  # noqa: E402
 from ..symbol.tracing import scope as _scope  # noqa: E402
-from .hybrid import call_cached  # noqa: E402
+from .hybrid import call_cached, check_not_mixed  # noqa: E402

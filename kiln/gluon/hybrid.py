@@ -60,6 +60,17 @@ def call_cached(block, args: tuple, kwargs: dict):
     return cache(args, kwargs)
 
 
+def check_not_mixed(name: str, inputs) -> None:
+    """Arrays and symbols do not mix as inputs (MXNet's rule): symbols build a graph, arrays
+    compute, and an array among symbols would silently become a constant of the graph."""
+    if any(isinstance(a, ndarray) for a in inputs) and any(
+            getattr(a, "_kiln_symbolic", False) for a in inputs):
+        raise KilnError(
+            f"{name}: inputs mix arrays and symbols "
+            f"({', '.join(type(a).__name__ for a in inputs)}); pass all arrays (to compute) "
+            "or all symbols (to build a graph)")
+
+
 #: KILN_IGNORE_HYBRIDIZE=1 runs every hybridized block eagerly (a debugging switch); read once,
 #: since call_cached is on the hot path. Tests may flip IGNORE_HYBRIDIZE[0].
 IGNORE_HYBRIDIZE = [env_flag("KILN_IGNORE_HYBRIDIZE")]
@@ -70,7 +81,8 @@ class _Entry:
 
     __slots__ = ("compiled", "forward", "backward", "diff", "num_args", "num_outputs", "params",
                  "state_targets", "out_tree", "epoch", "free_arg_positions", "bwd_free_inputs",
-                 "graph", "optimized", "verify_pending", "n_updates", "single", "plain")
+                 "graph", "optimized", "verify_pending", "n_updates", "single", "plain",
+                 "param_arrays")
 
 
 class HybridCache:
@@ -127,7 +139,7 @@ class HybridCache:
         else:
             key = self._key(args, kwargs)
             entry = self.entries.get(key)
-        if entry is None or entry.epoch != Parameter._epoch:
+        if entry is None or (entry.epoch != Parameter._epoch and not _params_unchanged(entry)):
             entry = self._build(key, args, kwargs)
         arrays = [args[i]._data for i in entry.free_arg_positions]
         if entry.backward is not None and _STATE.recording:
@@ -165,6 +177,7 @@ class HybridCache:
         entry.out_tree = traced.out_tree
         entry.single = traced.out_tree == "leaf"
         entry.epoch = Parameter._epoch
+        entry.param_arrays = [(p._data._data, p.grad_req) for p in traced.params]
         entry.free_arg_positions = [i for i, a in enumerate(args) if type(a) is ndarray]
         entry.diff = None
         entry.backward = None
@@ -328,6 +341,17 @@ class HybridCache:
         return (f"{head} The optimised graph agrees with eager execution, so the "
                 f"{entry.compiled.backend!r} backend's generated code is at fault; its source is "
                 "in the cache entry (KILN_DEBUG=2 prints it).")
+
+
+def _params_unchanged(entry: _Entry) -> bool:
+    """After some parameter somewhere got a new array or grad_req (the global epoch moved),
+    whether this entry's own parameters are as it was compiled for (then it stays valid: a
+    network initialized elsewhere must not retrace this one)."""
+    if any(p._data is None or p._data._data is not arr or p.grad_req != req
+           for p, (arr, req) in zip(entry.params, entry.param_arrays)):
+        return False
+    entry.epoch = Parameter._epoch
+    return True
 
 
 def _update_plain(entry: _Entry) -> None:

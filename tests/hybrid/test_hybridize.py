@@ -674,3 +674,88 @@ def test_outputs_with_several_results_nested_structures_and_constants():
     assert_all_same([got[0][0], got[0][1][0], got[1]],
                     [expected[0][0], expected[0][1][0], expected[1]])
     assert float(got[0][1][1]) == 3.0
+
+
+def test_forward_hooks_run_around_every_hybridized_call():
+    net = nn.Dense(2, in_units=3)
+    net.initialize()
+    seen = []
+    net.register_forward_pre_hook(lambda block, inputs: seen.append("pre"))
+    handle = net.register_forward_hook(lambda block, inputs, out: seen.append(out.shape))
+    x = np.ones((1, 3))
+    net(x)
+    net.hybridize()
+    net(x), net(x)
+    assert seen == ["pre", (1, 2)] * 3
+    handle.detach()
+    net(x)
+    assert seen[-1] == "pre"
+
+
+def test_initializing_another_network_does_not_retrace_this_one(capsys):
+    net = HybridNet()
+    net.initialize()
+    x = np.random.normal(size=(1, 3))
+    net.hybridize()
+    net(x)
+    assert "module F" in capsys.readouterr().out
+    other = get_net()          # new parameters elsewhere move the global epoch
+    other(np.random.normal(size=(1, 512)))
+    net(x)
+    assert capsys.readouterr().out == ""
+    net.hidden.weight.set_data(onp.ones((4, 3)))   # same arrays: the graph sees the values
+    assert_same(net(x), net.forward(x))
+    assert capsys.readouterr().out.count("module F") == 1  # (the eager forward just above)
+    net.cast("float64")                            # new arrays: traced again
+    net(x.astype("float64"))
+    assert "module F:  <module 'kiln.symbol'" in capsys.readouterr().out
+
+
+def test_under_record_a_hybridized_block_is_one_tape_node():
+    net = get_net()
+    x = np.random.normal(size=(2, 512))
+    net(x)
+    net.hybridize()
+    x.attach_grad()
+    with autograd.record():
+        y = net(x)
+    assert y._node.name == f"hybridized {net.name}"
+    assert len(y._node.inputs) == 1 + 6   # the input and the six parameters
+    assert all(i._node is None for i in y._node.inputs)
+
+
+def test_jit_on_symbols_builds_their_graph_and_refuses_mixtures():
+    compiled = kiln.jit(lambda a, b: a * b + 1)
+    a, b = kiln.sym.var("a", shape=(2,)), kiln.sym.var("b", shape=(2,))
+    out = compiled(a, b)
+    assert out.list_arguments() == ["a", "b"] and out.shape == (2,)
+    for args in ((a, np.ones(2)), (np.ones(2), b)):
+        with pytest.raises(KilnError, match="inputs mix arrays and symbols"):
+            compiled(*args)
+
+
+def test_backend_option():
+    net = nn.Dense(2, in_units=3)
+    net.initialize()
+    x = np.ones((1, 3))
+    for backend in ("numpy", "auto", None):
+        net.hybridize(backend=backend)
+        assert_same(net(x), net.forward(x))
+        assert next(iter(net._cache.entries.values())).compiled.backend == "numpy"
+    net.hybridize(backend="no_such_backend")
+    with pytest.raises(KilnError, match="unknown backend 'no_such_backend'"):
+        net(x)
+
+
+def test_deferred_initialization_on_the_first_hybridized_call():
+    net = nn.HybridSequential()
+    net.add(nn.Dense(4), nn.BatchNorm(), nn.Dense(2))
+    net.initialize()
+    net.hybridize()
+    x = np.random.normal(size=(3, 5))
+    y = net(x)
+    assert net[0].weight.shape == (4, 5) and net._cache.traces == 1
+    assert_same(net(x), y)
+    assert net._cache.traces == 1
+    net.hybridize(False)
+    assert_same(net(x), y)
