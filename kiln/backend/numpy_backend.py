@@ -177,17 +177,19 @@ LOWERINGS["fused_elementwise"] = _Lowering(_fused_elementwise)
 # code generation
 # ----------------------------------------------------------------------------------------------
 
+# `np_add` rather than `_np.add` in generated lines: one dictionary lookup per call. Read from
+# the module's namespace: getattr over dir(numpy) would import numpy's lazy submodules (slow).
+_NUMPY_FUNCTIONS = {f"np_{name}": fn for name, fn in vars(_np).items()
+                    if isinstance(fn, _np.ufunc) or name == "matmul"}
+
+
 class _Context:
     """Globals of the generated module: constants, parameters, helper functions."""
 
     def __init__(self):
         self.globals: dict = {"_np": _np, "_empty": _np.empty, "_add_bias": _add_bias,
-                              "_activate_relu": _activate_relu, "_activate_tanh": _activate_tanh}
-        # `np_add` rather than `_np.add` in generated lines: one dictionary lookup per call
-        for name in dir(_np):
-            fn = getattr(_np, name)
-            if isinstance(fn, _np.ufunc) or name == "matmul":
-                self.globals[f"np_{name}"] = fn
+                              "_activate_relu": _activate_relu, "_activate_tanh": _activate_tanh,
+                              **_NUMPY_FUNCTIONS}
         self.prelude: list[str] = []
         self._by_id: dict[int, str] = {}
         self.bound_names: dict[int, str] = {}
