@@ -38,15 +38,9 @@ class JitFunction:
         return self._cache(args, kwargs)
 
     def _entry(self, args, kwargs):
-        key = self._cache._key(args, kwargs) if (len(args) != 1 or kwargs) else None
-        before = set(self._cache.entries)
+        """The cache entry for these arguments (compiled now if it was not)."""
         self._cache(args, kwargs)
-        if key is None:
-            new = set(self._cache.entries) - before
-            key = next(iter(new)) if new else None
-        if key is None or key not in self._cache.entries:
-            key = max(self._cache.entries, key=lambda k: id(self._cache.entries[k]))
-        return self._cache.entries[key]
+        return self._cache.entries[self._cache._key(args, kwargs)]
 
     def graph(self, *args, **kwargs) -> Graph:
         """The optimised graph compiled for these arguments (print it to read the IR)."""

@@ -759,3 +759,14 @@ def test_deferred_initialization_on_the_first_hybridized_call():
     assert net._cache.traces == 1
     net.hybridize(False)
     assert_same(net(x), y)
+
+
+def test_jit_graph_and_source_are_those_of_the_arguments_given():
+    compiled = kiln.jit(lambda x: np.tanh(x) * 2)
+    small, large = np.ones((2, 3)), np.ones((4, 5))
+    compiled(small), compiled(large)
+    for _ in range(3):  # whatever the order the entries were made in
+        assert "f32[2,3]" in str(compiled.graph(small))
+        assert "f32[4,5]" in str(compiled.graph(large))
+        assert "(4, 5)" in compiled.source(large) and "(2, 3)" in compiled.source(small)
+    assert "tanh" in str(compiled.traced_graph(small))
