@@ -770,3 +770,20 @@ def test_jit_graph_and_source_are_those_of_the_arguments_given():
         assert "f32[4,5]" in str(compiled.graph(large))
         assert "(4, 5)" in compiled.source(large) and "(2, 3)" in compiled.source(small)
     assert "tanh" in str(compiled.traced_graph(small))
+
+
+def test_debug_levels_and_the_dump_folder(monkeypatch, capsys, tmp_path):
+    net = nn.HybridSequential()
+    net.add(nn.Dense(4, in_units=3, activation="relu"))
+    net.initialize()
+    x = np.ones((2, 3))
+    monkeypatch.setenv("KILN_DEBUG", "2")
+    monkeypatch.setenv("KILN_DUMP_DIR", str(tmp_path))
+    net.hybridize()
+    net(x)
+    out = capsys.readouterr().out
+    assert f"--- hybridized {net.name} (" in out and "fused_dense(%data" in out
+    assert "def kiln_graph_" in out            # level 2: the generated source
+    dumped = sorted(p.name for p in tmp_path.iterdir())
+    assert f"{net.name}.numpy.src" in dumped
+    assert f"{net.name}.forward.00.simplify.ir" in dumped
