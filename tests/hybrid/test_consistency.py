@@ -21,6 +21,9 @@ from kiln.ndarray import apply
 from kiln.ops import REGISTRY
 from kiln.ops import shape as shape_ops
 
+# Layers are called with batch sizes 1, 3, 5 in two modes, recorded or not: many signatures.
+pytestmark = pytest.mark.filterwarnings("ignore::kiln.gluon.hybrid.RetraceWarning")
+
 RNG = onp.random.default_rng(0)
 
 
