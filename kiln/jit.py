@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 
 from .graph.ir import Graph
-from .gluon.hybrid import HybridCache
+from .gluon.hybrid import HybridCache, check_not_mixed
 
 __all__ = ["jit", "JitFunction"]
 
@@ -32,18 +32,15 @@ class JitFunction:
         self._cache = HybridCache(fn, getattr(fn, "__name__", "jit"), options)
 
     def __call__(self, *args, **kwargs):
+        if args and getattr(args[0], "_kiln_symbolic", False):
+            check_not_mixed(self.__name__, args)
+            return self._fn(*args, **kwargs)  # symbols in: build their graph, as eagerly
         return self._cache(args, kwargs)
 
     def _entry(self, args, kwargs):
-        key = self._cache._key(args, kwargs) if (len(args) != 1 or kwargs) else None
-        before = set(self._cache.entries)
+        """The cache entry for these arguments (compiled now if it was not)."""
         self._cache(args, kwargs)
-        if key is None:
-            new = set(self._cache.entries) - before
-            key = next(iter(new)) if new else None
-        if key is None or key not in self._cache.entries:
-            key = max(self._cache.entries, key=lambda k: id(self._cache.entries[k]))
-        return self._cache.entries[key]
+        return self._cache.entries[self._cache._key(args, kwargs)]
 
     def graph(self, *args, **kwargs) -> Graph:
         """The optimised graph compiled for these arguments (print it to read the IR)."""

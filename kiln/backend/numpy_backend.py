@@ -177,17 +177,19 @@ LOWERINGS["fused_elementwise"] = _Lowering(_fused_elementwise)
 # code generation
 # ----------------------------------------------------------------------------------------------
 
+# `np_add` rather than `_np.add` in generated lines: one dictionary lookup per call. Read from
+# the module's namespace: getattr over dir(numpy) would import numpy's lazy submodules (slow).
+_NUMPY_FUNCTIONS = {f"np_{name}": fn for name, fn in vars(_np).items()
+                    if isinstance(fn, _np.ufunc) or name == "matmul"}
+
+
 class _Context:
     """Globals of the generated module: constants, parameters, helper functions."""
 
     def __init__(self):
         self.globals: dict = {"_np": _np, "_empty": _np.empty, "_add_bias": _add_bias,
-                              "_activate_relu": _activate_relu, "_activate_tanh": _activate_tanh}
-        # `np_add` rather than `_np.add` in generated lines: one dictionary lookup per call
-        for name in dir(_np):
-            fn = getattr(_np, name)
-            if isinstance(fn, _np.ufunc) or name == "matmul":
-                self.globals[f"np_{name}"] = fn
+                              "_activate_relu": _activate_relu, "_activate_tanh": _activate_tanh,
+                              **_NUMPY_FUNCTIONS}
         self.prelude: list[str] = []
         self._by_id: dict[int, str] = {}
         self.bound_names: dict[int, str] = {}
@@ -290,14 +292,18 @@ def generate(graph: Graph, bound: dict, static_alloc: bool, fname: str):
             op = REGISTRY[n.op]
             fn = ctx.add("F", functools.partial(op.impl, **n.attrs))
             targets = ", ".join(names[Value(n, i)] for i in range(n.num_outputs))
-            if n.num_outputs > 1:
+            if _returns_tuple(op, n):  # unpack, even a tuple of one (split in one section)
                 targets += ","
             body.append(f"{targets} = {fn}({', '.join(args)})   {comment}")
-        if not static_alloc:
+        if not static_alloc:  # free what no later node reads (static buffers outlive a call)
             dead = [names[v] for v in plan.dead_after.get(pos, ()) if v in names
                     and names[v].startswith("v") and v not in graph.outputs]
+            dead += [buffer_names[b] for b in plan.buffer_dead_after.get(pos, ())
+                     if b in allocated]
             if dead:
                 body.append(f"del {', '.join(sorted(set(dead)))}")
+    if body and body[-1].startswith("del "):
+        body.pop()  # returning frees them anyway
     outs = []
     for v in graph.outputs:
         expr = names[v]
@@ -313,6 +319,11 @@ def generate(graph: Graph, bound: dict, static_alloc: bool, fname: str):
     lines += [f"    {line}" for line in body]
     lines.append(f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})")
     return "\n".join(lines) + "\n", ctx.globals, free_inputs, plan
+
+
+def _returns_tuple(op, n: Node) -> bool:
+    """Whether the operator's implementation returns a tuple (as `apply` unpacks it)."""
+    return n.num_outputs > 1 or op.num_outputs_for is not None
 
 
 def _safe_name(name: str | None, k: int) -> str:

@@ -392,15 +392,26 @@ class HybridBlock(Block):
             first = args[0]
             if type(first) is ndarray:
                 if self._active and not _tracing():
+                    if self._forward_pre_hooks or self._forward_hooks:
+                        return self._call_with_hooks(args, kwargs)  # around the cached call
                     return call_cached(self, args, kwargs)
             elif getattr(first, "_kiln_symbolic", False):
-                with _scope(self.name):  # name the nodes this block records after it
+                _check_not_mixed(self, args)
+                # name the nodes this block records after it; parameters are variables
+                with _parameter_symbols(), _scope(self.name):
                     return self._call_eager(args, kwargs)
+            if len(args) > 1:
+                _check_not_mixed(self, args)
         return self._call_eager(args, kwargs)
 
     def _call_eager(self, args, kwargs):
         if self._forward_pre_hooks or self._forward_hooks:
             return self._call_with_hooks(args, kwargs)
+        return self.forward(*args, **kwargs)
+
+    def _run(self, args, kwargs):
+        if self._active and args and type(args[0]) is ndarray and not _tracing():
+            return call_cached(self, args, kwargs)
         return self.forward(*args, **kwargs)
 
     def forward(self, x, *args, **kwargs):
@@ -410,13 +421,8 @@ class HybridBlock(Block):
                 f"{type(self).__name__} must define forward(self, x) or "
                 "hybrid_forward(self, F, x, ...)")
         inputs = (x, *args)
-        symbolic = [_is_symbolic(a) for a in inputs if a is not None]
-        if any(symbolic) and not all(symbolic):
-            raise KilnError(
-                f"{type(self).__name__}: inputs mix arrays and symbols "
-                f"({', '.join(type(a).__name__ for a in inputs)}); pass all arrays (to compute) "
-                "or all symbols (to build a graph)")
-        if any(symbolic):
+        _check_not_mixed(self, inputs)
+        if any(_is_symbolic(a) for a in inputs):
             from .. import symbol as F  # noqa: N812  (MXNet's name for the operator module)
         else:
             F = _nd
@@ -444,10 +450,15 @@ class HybridBlock(Block):
         return export_block(self, path, epoch, mode)
 
 
+def _check_not_mixed(block, inputs) -> None:
+    check_not_mixed(type(block).__name__, inputs)
+
+
 def _tracing() -> bool:
     hook = _nd.tracing_hook
     return hook is not None and hook.active()
 
 
+from ..symbol.tracing import parameter_symbols as _parameter_symbols  # noqa: E402
 from ..symbol.tracing import scope as _scope  # noqa: E402
-from .hybrid import call_cached  # noqa: E402
+from .hybrid import call_cached, check_not_mixed  # noqa: E402

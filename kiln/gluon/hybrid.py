@@ -10,6 +10,7 @@ compiled backward graph derived from the registry's rules.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import warnings
 
@@ -59,6 +60,17 @@ def call_cached(block, args: tuple, kwargs: dict):
     return cache(args, kwargs)
 
 
+def check_not_mixed(name: str, inputs) -> None:
+    """Arrays and symbols do not mix as inputs (MXNet's rule): symbols build a graph, arrays
+    compute, and an array among symbols would silently become a constant of the graph."""
+    if any(isinstance(a, ndarray) for a in inputs) and any(
+            getattr(a, "_kiln_symbolic", False) for a in inputs):
+        raise KilnError(
+            f"{name}: inputs mix arrays and symbols "
+            f"({', '.join(type(a).__name__ for a in inputs)}); pass all arrays (to compute) "
+            "or all symbols (to build a graph)")
+
+
 #: KILN_IGNORE_HYBRIDIZE=1 runs every hybridized block eagerly (a debugging switch); read once,
 #: since call_cached is on the hot path. Tests may flip IGNORE_HYBRIDIZE[0].
 IGNORE_HYBRIDIZE = [env_flag("KILN_IGNORE_HYBRIDIZE")]
@@ -69,7 +81,8 @@ class _Entry:
 
     __slots__ = ("compiled", "forward", "backward", "diff", "num_args", "num_outputs", "params",
                  "state_targets", "out_tree", "epoch", "free_arg_positions", "bwd_free_inputs",
-                 "graph", "optimized", "verify_pending", "n_updates", "single")
+                 "graph", "optimized", "verify_pending", "n_updates", "single", "plain",
+                 "param_arrays")
 
 
 class HybridCache:
@@ -92,8 +105,9 @@ class HybridCache:
             if type(a) is ndarray:
                 d = a._data
                 parts.append((d.shape, d.dtype.char, recording and _tracked(a)))
-            elif a is None or isinstance(a, (bool, int, float, str)):
-                parts.append(("static", a))
+            elif _is_static(a):
+                # the type is part of the key: 1, 1.0 and True are equal but trace differently
+                parts.append(("static", type(a).__name__, a))
             elif getattr(a, "_kiln_symbolic", False):
                 raise KilnError(f"{self.name}: inputs mix arrays and symbols; pass all "
                                 "arrays (to compute) or all symbols (to build a graph)")
@@ -104,30 +118,37 @@ class HybridCache:
             if isinstance(v, ndarray):
                 raise KilnError(f"{self.name}: pass array arguments positionally to a "
                                 f"hybridized block (got keyword {k!r})")
-            parts.append((k, v))
+            if not _is_static(v):
+                raise KilnError(f"{self.name}: keyword argument {k!r} of a hybridized block "
+                                "must be a Python scalar, string, None or a tuple of them (it "
+                                f"is part of the cache key), not {type(v).__name__}")
+            parts.append(("keyword", k, type(v).__name__, v))
         return (tuple(parts), _STATE.training, recording)
 
     def __call__(self, args, kwargs):
-        if len(args) == 1 and not kwargs:  # the common case, keyed without a loop
-            a = args[0]
+        a = args[0] if len(args) == 1 and not kwargs else None
+        if type(a) is ndarray:  # the common case, keyed without a loop
             d = a._data
             rec = _STATE.recording
             key = (((d.shape, d.dtype.char, rec and (a._node is not None or
                                                      a._grad_req is not None)),),
                    _STATE.training, rec)
+            entry = self.entries.get(key)
+            if entry is not None and entry.plain and entry.epoch == Parameter._epoch:
+                return wrap(entry.forward(d)[0])  # one array in, one out, nothing else to do
         else:
             key = self._key(args, kwargs)
-        entry = self.entries.get(key)
-        if entry is None or entry.epoch != Parameter._epoch:
+            entry = self.entries.get(key)
+        if entry is None or (entry.epoch != Parameter._epoch and not _params_unchanged(entry)):
             entry = self._build(key, args, kwargs)
         arrays = [args[i]._data for i in entry.free_arg_positions]
         if entry.backward is not None and _STATE.recording:
             return self._call_recorded(entry, args, arrays)
         results = entry.forward(*arrays)
+        if entry.verify_pending:  # before the state write-back: eager reads the old state too
+            self._verify(entry, args, results)
         if entry.n_updates:
             self._write_state(entry, results)
-        if entry.verify_pending:
-            self._verify(entry, args, results)
         if entry.single:
             return wrap(results[0])
         return unflatten(entry.out_tree, [wrap(r) for r in results[:entry.num_outputs]])[0]
@@ -156,6 +177,7 @@ class HybridCache:
         entry.out_tree = traced.out_tree
         entry.single = traced.out_tree == "leaf"
         entry.epoch = Parameter._epoch
+        entry.param_arrays = [(p._data._data, p.grad_req) for p in traced.params]
         entry.free_arg_positions = [i for i, a in enumerate(args) if type(a) is ndarray]
         entry.diff = None
         entry.backward = None
@@ -182,8 +204,8 @@ class HybridCache:
             for res_node, pos in zip(diff.backward.inputs, diff.input_residuals):
                 if pos >= entry.num_args:
                     bwd_bound[id(res_node)] = traced.params[pos - entry.num_args]._data._data
-                else:
-                    entry.bwd_free_inputs.append(pos)
+                else:  # graph input `pos` is argument free_arg_positions[pos]
+                    entry.bwd_free_inputs.append(entry.free_arg_positions[pos])
             entry.backward = backend.compile(bwd_graph, bwd_bound, compile_opts).fn
         else:
             fwd_graph = run_pipeline(graph, training=training, disable=disable, dump=dump,
@@ -192,6 +214,7 @@ class HybridCache:
         entry.compiled = backend.compile(fwd_graph, bound, compile_opts)
         entry.forward = entry.compiled.fn
         entry.verify_pending = bool(opts.get("verify") or env_flag("KILN_VERIFY"))
+        _update_plain(entry)
         self.entries[key] = entry
         self.traces += 1
         if env_int("KILN_DEBUG") >= 1:
@@ -231,7 +254,7 @@ class HybridCache:
                 f"was {_describe_change(self.last_key, key)}. Each new signature costs a trace "
                 "and a compilation: keep input shapes fixed (pad batches to one size), or call "
                 "hybridize(False) for inputs that change every call.", RetraceWarning,
-                stacklevel=4)
+                stacklevel=_user_stacklevel())
         self.last_key = key
 
     # -- autograd ---------------------------------------------------------------------------------
@@ -262,7 +285,9 @@ class HybridCache:
                 grads_out[pos] = wrap(g)
             return grads_out
 
-        node = TapeNode(vjp, inputs, {}, n_out, f"hybridized {self.name}")
+        # The outputs are handed over so that autograd can make zero cotangents for those the
+        # loss does not use (it cannot infer the shapes of a whole compiled graph).
+        node = TapeNode(vjp, inputs, {}, n_out, f"hybridized {self.name}", outputs)
         for i, o in enumerate(outputs):
             o._node = node
             o._oidx = i
@@ -273,6 +298,7 @@ class HybridCache:
     # -- verification -----------------------------------------------------------------------------
     def _verify(self, entry: _Entry, args, results) -> None:
         entry.verify_pending = False
+        _update_plain(entry)
         if any(n.op_def is not None and n.op_def.random for n in entry.graph.nodes):
             return  # random draws differ between two runs by design
         inputs = [args[i] for i in entry.free_arg_positions] + [p._data for p in entry.params]
@@ -283,29 +309,68 @@ class HybridCache:
                 raise VerificationError(self._locate(entry, inputs, k, ref._data, got))
 
     def _locate(self, entry: _Entry, inputs, k, ref, got) -> str:
-        ref_values: dict = {}
-        interpret(entry.graph, inputs, lambda n, outs: ref_values.__setitem__(n.name, outs))
+        """The message for a diverging output: the first node of the optimised graph whose value
+        differs from the traced node of the same name (passes keep the names of the nodes they
+        replace), with the traced node's operator and source line."""
+        reference: dict = {}  # node name -> (traced node, its outputs)
         first = None
+
+        def keep(n, outs):
+            if n.name is not None:
+                reference[n.name] = (n, outs)
 
         def compare(n, outs):
             nonlocal first
-            if first is None and n.name in ref_values:
-                for a, b in zip(ref_values[n.name], outs):
+            if first is None and n.name in reference:
+                for a, b in zip(reference[n.name][1], outs):
                     if a.shape == b.shape and not _close(a._data, b._data):
                         first = n
                         return
         with _autograd.pause(train_mode=_STATE.training):
+            interpret(entry.graph, inputs, keep)
             interpret(entry.optimized, inputs, compare)
         err = float(_np.max(_np.abs(ref.astype(_np.float64) - _np.asarray(got, _np.float64))))
         head = (f"hybridize(verify=True): output {k} of {self.name!r} differs from eager "
                 f"execution (max abs difference {err:.3g}).")
         if first is not None:
-            return (f"{head} The first diverging node is {first.name!r} ({first.op}), created at "
-                    f"{first.loc or 'an unknown line'}: an optimisation pass changed its value. "
-                    "Bisect with hybridize(disable_passes=[...]).")
+            traced = reference[first.name][0]
+            became = "" if first.op == traced.op else f", optimised into {first.op}"
+            return (f"{head} The first diverging node is {first.name!r} ({traced.op}{became}), "
+                    f"created at {traced.loc or 'an unknown line'}: an optimisation pass changed "
+                    "its value. Bisect with hybridize(disable_passes=[...]).")
         return (f"{head} The optimised graph agrees with eager execution, so the "
                 f"{entry.compiled.backend!r} backend's generated code is at fault; its source is "
                 "in the cache entry (KILN_DEBUG=2 prints it).")
+
+
+def _params_unchanged(entry: _Entry) -> bool:
+    """After some parameter somewhere got a new array or grad_req (the global epoch moved),
+    whether this entry's own parameters are as it was compiled for (then it stays valid: a
+    network initialized elsewhere must not retrace this one)."""
+    if any(p._data is None or p._data._data is not arr or p.grad_req != req
+           for p, (arr, req) in zip(entry.params, entry.param_arrays)):
+        return False
+    entry.epoch = Parameter._epoch
+    return True
+
+
+def _update_plain(entry: _Entry) -> None:
+    """Whether a call is only `forward(array)[0]`: one result, no state to write back, no
+    backward graph, nothing to verify (the fast path of `HybridCache.__call__`)."""
+    entry.plain = (entry.single and not entry.n_updates and entry.backward is None and
+                   not entry.verify_pending and entry.free_arg_positions == [0])
+
+
+def _user_stacklevel() -> int:
+    """The `stacklevel` that attributes a warning to the user's line: the first caller outside
+    kiln (a block's call and a jit function's call are nested differently)."""
+    from ..symbol.symbol import _KILN_DIR
+
+    level, frame = 2, sys._getframe(2)  # 1 is the warn() caller, this function's caller
+    while frame is not None and frame.f_code.co_filename.startswith(_KILN_DIR):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 def _close(a, b) -> bool:
@@ -317,6 +382,13 @@ def _close(a, b) -> bool:
         return bool(_np.array_equal(a, b))
     tol = 1e-4 if a.dtype == _np.float32 else 1e-9
     return bool(_np.allclose(a, b, rtol=tol, atol=tol, equal_nan=True))
+
+
+def _is_static(a) -> bool:
+    """A Python value the trace specializes on (it must be hashable: it is in the cache key)."""
+    if a is None or isinstance(a, (bool, int, float, str)):
+        return True
+    return isinstance(a, tuple) and all(_is_static(x) for x in a)
 
 
 def _describe_change(old, new) -> str:
@@ -336,5 +408,11 @@ def _describe_change(old, new) -> str:
 
 def _fmt(part) -> str:
     if isinstance(part, tuple) and len(part) == 3 and isinstance(part[0], tuple):
-        return f"shape {part[0]} dtype {_np.dtype(part[1]).name}"
+        shape, char, needs_grad = part
+        return f"shape {shape} dtype {_np.dtype(char).name}" + (
+            " (needs a gradient)" if needs_grad else "")
+    if isinstance(part, tuple) and len(part) == 3 and part[0] == "static":
+        return f"Python value {part[2]!r}"
+    if isinstance(part, tuple) and len(part) == 4 and part[0] == "keyword":
+        return f"{part[1]}={part[3]!r}"
     return repr(part)

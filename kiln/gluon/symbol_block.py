@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 
+from ..graph.ir import VAR
 from ..base import FormatError, KilnError
 from ..io.params import load_params
 from ..io.symbol_json import MxGraph, graph_to_mx, load_mx_graph, run_graph
@@ -55,7 +56,7 @@ class SymbolBlock(HybridBlock):
         names = []
         for s in ins:
             if not isinstance(s, Symbol) or len(s._outputs) != 1 or \
-                    s._outputs[0].node.op != "var":
+                    s._outputs[0].node.op != VAR:
                 raise KilnError(f"SymbolBlock: inputs must be variables (sym.var), not {s!r}")
             names.append(s.name)
         graph = Group(outs).graph()

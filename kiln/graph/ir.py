@@ -29,7 +29,8 @@ from .literal import format_literal, parse_literal
 
 __all__ = ["Node", "Value", "Graph", "GraphError", "VAR", "CONST"]
 
-VAR = "var"
+# Node kinds that are not operators. Neither may be a registry name ("var" is the variance).
+VAR = "<var>"
 CONST = "const"
 
 
@@ -155,9 +156,16 @@ def topological_order(outputs: Iterable[Value], inputs: Iterable[Node] = ()) -> 
 def _value_names(graph: Graph) -> dict[Value, str]:
     names: dict[Value, str] = {}
     counter = 0
+    taken: set[str] = set()
     for n in graph.nodes:
+        if Value(n, 0) in names:  # a node listed twice (the verifier reports it) keeps its name
+            continue
         if n.op == VAR:
-            names[Value(n, 0)] = n.name or f"in{counter}"
+            name = n.name or f"in{counter}"
+            if name in taken or name.isdigit():  # two variables of one name would read as one
+                name = f"{name}~{len(taken)}"
+            taken.add(name)
+            names[Value(n, 0)] = name
             continue
         for i in range(n.num_outputs):
             counter += 1
@@ -207,7 +215,11 @@ def _fmt_aval(aval: Aval | None) -> str:
 
 
 def parse_graph(text: str) -> Graph:
-    """Read the text `format_graph` writes (constants must be printed in full)."""
+    """Read the text `format_graph` writes (constants must be printed in full).
+
+    Nodes keep the order of the text, dead ones included, so that a pass's test can start from
+    any graph. Attributes left out take the operator's defaults. Errors name the line.
+    """
     lines = [ln.rstrip() for ln in text.strip().splitlines() if ln.strip()]
     if not lines or not lines[0].lstrip().startswith("graph(") or lines[-1].strip() != "}":
         raise GraphError("graph text must start with 'graph(...) {' and end with '}'")
@@ -221,34 +233,61 @@ def parse_graph(text: str) -> Graph:
         name, _, typ = part.partition(":")
         name = name.strip().lstrip("%")
         node = var_node(name, _parse_aval_or_none(typ))
-        env[name] = Value(node)
+        _define(env, name, Value(node), 1)
         inputs.append(node)
     outputs: list[Value] = []
-    for line in lines[1:-1]:
-        code, _, loc = line.partition("   # ")
-        code = code.strip()
-        if code.startswith("return"):
-            outputs = [_lookup(env, t) for t in code[len("return"):].split(",") if t.strip()]
-            continue
-        lhs, _, rhs = code.partition(" = ")
-        body, _, types = rhs.rpartition(" : ")
-        avals = [_parse_aval_or_none(t) for t in _split_top(types, ",")]
-        targets = [t.strip().lstrip("%") for t in lhs.split(",")]
-        body = body.strip()
-        if body == "var":
-            node = var_node(targets[0], avals[0])
-        elif body.startswith("const"):
-            attrs = _parse_attrs(body[len("const"):].strip())
-            node = const_node(_np.asarray(attrs["value"], dtype=avals[0].dtype))
-        else:
-            op, _, rest = body.partition("(")
-            args, _, attr_text = rest.partition(")")
-            node_inputs = [_lookup(env, a) for a in args.split(",") if a.strip()]
-            node = Node(op.strip(), node_inputs, _parse_attrs(attr_text.strip()), avals,
-                        loc=loc.strip() or None)
+    nodes = list(inputs)
+    for lineno, line in enumerate(lines[1:-1], start=2):
+        try:
+            if line.strip().startswith("return"):
+                outputs = [_lookup(env, t) for t in line.strip()[len("return"):].split(",")
+                           if t.strip()]
+                continue
+            node, targets = _parse_node(line, env)
+        except KilnError as e:
+            raise GraphError(f"graph text line {lineno} ({line.strip()!r}): {e}") from None
+        nodes.append(node)
         for i, t in enumerate(targets):
-            env[t] = Value(node, i)
-    return Graph(inputs, outputs)
+            _define(env, t, Value(node, i), lineno)
+    return Graph(inputs, outputs, nodes)
+
+
+def _parse_node(line: str, env: dict) -> tuple[Node, list[str]]:
+    """One `%k = op(%a, %b) {attrs} : types   # loc` line."""
+    code, _, loc = line.partition("   # ")
+    loc = loc.strip() or None
+    lhs, _, rhs = code.strip().partition(" = ")
+    body, _, types = rhs.rpartition(" : ")
+    avals = [_parse_aval_or_none(t) for t in _split_top(types, ",")]
+    targets = [t.strip().lstrip("%") for t in lhs.split(",")]
+    body = body.strip()
+    if body == "var":
+        return var_node(targets[0], avals[0]), targets
+    if body.startswith("const"):
+        attrs = _parse_attrs(body[len("const"):].strip())
+        return const_node(_np.asarray(attrs["value"], dtype=avals[0].dtype), loc), targets
+    op, _, rest = body.partition("(")
+    args, _, attr_text = rest.partition(")")
+    node_inputs = [_lookup(env, a) for a in args.split(",") if a.strip()]
+    attrs = _with_defaults(op.strip(), _parse_attrs(attr_text.strip()))
+    return Node(op.strip(), node_inputs, attrs, avals, loc=loc), targets
+
+
+def _with_defaults(op_name: str, attrs: dict) -> dict:
+    """The operator's attributes in declaration order, defaults filled in (unknown names are
+    kept, last, for the verifier to report)."""
+    op = REGISTRY.get(op_name)
+    if op is None:
+        return attrs
+    full = {k: attrs.get(k, v) for k, v in op.attrs.items()}
+    full.update((k, v) for k, v in attrs.items() if k not in full)
+    return full
+
+
+def _define(env: dict, name: str, value: Value, lineno: int) -> None:
+    if name in env:  # single assignment
+        raise GraphError(f"graph text line {lineno}: %{name} is assigned twice")
+    env[name] = value
 
 
 def _parse_aval_or_none(text: str) -> Aval | None:
@@ -314,8 +353,9 @@ def verify(graph: Graph) -> None:
     for n in graph.inputs:
         if n.op != VAR:
             raise GraphError(f"graph input {n!r} is not a var node")
+    names = _value_names(graph)
     for n in graph.nodes:
-        where = f"{n.op} node{' at ' + n.loc if n.loc else ''}"
+        where = _describe_node(n, names)
         if id(n) in defined:
             raise GraphError(f"{where} appears twice in the node list")
         for v in n.inputs:
@@ -326,13 +366,20 @@ def verify(graph: Graph) -> None:
                 raise GraphError(f"{where} reads output {v.index} of a node with "
                                  f"{v.node.num_outputs} outputs")
         if n.op == VAR and id(n) not in input_ids:
-            raise GraphError(f"variable {n.name!r} is used but is not a graph input")
+            raise GraphError(f"{where}: variable {n.name!r} is used but is not a graph input")
         if n.op not in (VAR, CONST):
             _check_types(n, where)
         defined.add(id(n))
     for v in graph.outputs:
         if id(v.node) not in defined:
             raise GraphError(f"graph output from {v.node!r} is not in the node list")
+
+
+def _describe_node(n: Node, names: dict) -> str:
+    """'%3 = relu node at model.py:12', how the verifier names a node."""
+    lhs = ", ".join(f"%{names.get(Value(n, i), '?')}" for i in range(n.num_outputs))
+    op = "var" if n.op == VAR else n.op
+    return f"{lhs} = {op} node{' at ' + n.loc if n.loc else ''}"
 
 
 def _check_types(n: Node, where: str) -> None:

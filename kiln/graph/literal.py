@@ -60,9 +60,15 @@ def parse_literal(text: str):
     """Read a value written by `format_literal` (and plain Python literals)."""
     try:
         tree = ast.parse(text.strip(), mode="eval")
+        return _eval(tree.body, text)
     except SyntaxError as e:
         raise FormatError(f"cannot parse attribute value {text!r}: {e.msg}") from None
-    return _eval(tree.body, text)
+    except FormatError:
+        raise
+    except (RecursionError, MemoryError, ValueError, TypeError) as e:
+        # nesting too deep, an integer too long, an array of ragged lists ...
+        raise FormatError(f"cannot read attribute value {text[:80]!r}: "
+                          f"{type(e).__name__}") from None
 
 
 def _eval(node, text: str):
@@ -95,7 +101,7 @@ def _eval_call(node: ast.Call, text: str):
               for k in node.keywords}
     if name == "slice" and len(args) <= 3 and not kwargs:
         return slice(*args)
-    if name == "array" and len(args) == 1:
+    if name == "array" and len(args) == 1 and set(kwargs) <= {"dtype"}:
         dtype = kwargs.get("dtype")
         if dtype is not None and dtype not in _DTYPE_NAMES:
             raise FormatError(f"unknown dtype {dtype!r} in attribute value {text!r}")

@@ -84,11 +84,7 @@ def array(object, dtype=None, copy: bool = True,  # noqa: F811  (NumPy's argumen
         array([1., 2.])
     """
     if getattr(object, "_kiln_symbolic", False):
-        from ..base import SymbolicValueError
-
-        raise SymbolicValueError(
-            "np.array() of a symbol: its value exists only when the compiled graph runs. "
-            "Compute it outside the forward, or call net.hybridize(False) to debug eagerly.")
+        object.__array__()  # raises SymbolicValueError naming the user's line and the fix
     if isinstance(object, ndarray):
         data = object._data
         if dtype is not None and _onp.dtype(dtype) != data.dtype:

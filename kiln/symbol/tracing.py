@@ -129,6 +129,30 @@ class scope:
         return False
 
 
+class parameter_symbols:
+    """While a block is called on symbols outside a trace (`net(sym.var('data'))`), its
+    parameters are variables of the graph, named by their structured names, as in MXNet (not
+    constants holding today's values); BatchNorm's running statistics become auxiliary
+    states."""
+
+    def __enter__(self):
+        from ..gluon.parameter import Parameter
+
+        self.trace = None if HOOK.stack else _Trace()
+        if self.trace is not None:
+            HOOK.stack.append(self.trace)
+            self.previous, Parameter._tracer = Parameter._tracer, self.trace
+        return self
+
+    def __exit__(self, *exc):
+        from ..gluon.parameter import Parameter
+
+        if self.trace is not None:
+            HOOK.stack.pop()
+            Parameter._tracer = self.previous
+        return False
+
+
 @dataclass
 class Traced:
     """A traced function: its graph and how to call it."""
@@ -179,12 +203,16 @@ def trace(fn, args: list, arg_names: list[str] | None = None,
           static_as_constants: bool = False) -> Traced:
     """Trace `fn(*args)`: array arguments become variables with their shapes and dtypes.
 
-    Python numbers are static (the trace specializes on them), or, with `static_as_constants`,
-    constant nodes of the graph (which constant folding then evaluates).
+    Python numbers are static (the trace specializes on them), or, with `static_as_constants`
+    and no array argument, constant nodes of the graph (which constant folding then evaluates).
     """
     from ..gluon.parameter import Parameter
 
     t = _Trace()
+    # A constant beside an array would be a strong 0-d operand (x_f32 + 2.0 would turn float64),
+    # while eagerly a Python number is weak: with any array argument, numbers stay static.
+    static_as_constants = static_as_constants and not any(
+        isinstance(a, (_nd.ndarray, _np.ndarray)) for a in args)
     if arg_names is None:
         arg_names = ["data"] if len(args) == 1 else [f"data{i}" for i in range(len(args))]
     inputs, sym_args = [], []

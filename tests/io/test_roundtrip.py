@@ -191,13 +191,14 @@ def test_symbolblock_from_symbols():
     onp.testing.assert_allclose(block(np.array(y)).asnumpy(), ref, rtol=1e-5)
     with pytest.raises(KilnError, match="variables"):
         SymbolBlock(out, data * 2)
-    # a network called on a symbol outside hybridize: its parameters are constants
+    # a network called on a symbol outside hybridize: its parameters are variables (as in
+    # MXNet), shared with the network when its parameters are passed along
     net = _seq(nn.Dense(4, activation="relu"), nn.BatchNorm(), nn.Dense(2))
     net.initialize()
     net(np.ones((3, 5)))
-    frozen = SymbolBlock(net(data), data)
-    assert all(p.grad_req == "null" for p in frozen.collect_params().values())
-    onp.testing.assert_allclose(frozen(np.array(y)).asnumpy(), net(np.array(y)).asnumpy(),
+    shared = SymbolBlock(net(data), data, net.collect_params())
+    assert sorted(shared.collect_params()) == sorted(net.collect_params())
+    onp.testing.assert_allclose(shared(np.array(y)).asnumpy(), net(np.array(y)).asnumpy(),
                                 rtol=1e-6)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 
-from ...base import env_int, env_list
+from ...base import KilnError, env_int, env_list
 from ..ir import Graph, format_graph, verify
 from .bn_fold import fold_batch_norm
 from .cse import common_subexpression_elimination
@@ -47,6 +47,10 @@ def run_pipeline(graph: Graph, training: bool = False, disable=(), dump: bool | 
                  passes=None) -> Graph:
     """Run the pipeline's passes in order; `training` graphs skip inference-only passes."""
     disabled = set(disable) | set(env_list("KILN_DISABLE_PASSES"))
+    unknown = disabled - set(pass_names())
+    if unknown:  # a misspelt name would silently disable nothing while bisecting
+        raise KilnError(f"unknown pass {sorted(unknown)[0]!r} to disable; the passes are "
+                        f"{pass_names()}")
     debug = env_int("KILN_DEBUG")
     dump = debug >= 3 if dump is None else dump
     verify_ir = debug >= 2 if verify_ir is None else verify_ir

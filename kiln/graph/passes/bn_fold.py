@@ -24,7 +24,7 @@ def fold_batch_norm(graph: Graph) -> Graph:
         readers[v] = readers.get(v, 0) + 1
 
     def visit(n: Node, inputs: list[Value]):
-        if n.op != "batch_norm" or n.attrs.get("training") or n.attrs.get("axis") not in (1, -3):
+        if n.op != "batch_norm" or n.attrs.get("training") or not _channels_first(n):
             return None
         if readers.get(Value(n, 1), 0) or readers.get(Value(n, 2), 0):
             return None  # someone reads the statistics: keep the node
@@ -49,6 +49,14 @@ def fold_batch_norm(graph: Graph) -> Graph:
             build("subtract", [src.inputs[2], mean], {}, n)
         bias = build("add", [build("multiply", [shifted, scale], {}, n), beta], {}, n)
         attrs = dict(src.attrs, no_bias=False)
-        folded = Node(src.op, [x, w_scaled, bias], attrs, src.avals, src.name, src.loc)
+        # It computes the batch_norm's output now: its name (verify=True compares by name).
+        folded = Node(src.op, [x, w_scaled, bias], attrs, src.avals, n.name, src.loc)
         return [Value(folded, 0), mean, var]
     return rewrite(graph, visit)
+
+
+def _channels_first(n: Node) -> bool:
+    """Normalised over axis 1, the output channels of a dense or convolution layer (axis -3 is
+    axis 1 only for 4-D data)."""
+    aval = n.avals[0]
+    return aval is not None and n.attrs.get("axis", 1) % len(aval.shape) == 1

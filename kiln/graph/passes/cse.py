@@ -23,8 +23,9 @@ def _hashable(v):
         return ("dict", tuple(sorted((k, _hashable(x)) for k, x in v.items())))
     if isinstance(v, slice):
         return ("slice", v.start, v.stop, v.step)
-    if isinstance(v, float) and v != v:
-        return ("nan",)
+    if isinstance(v, (float, _np.floating)):
+        # by bits: 0.0 == -0.0 (x * -0.0 is not x * 0.0), and NaN != NaN
+        return (type(v).__name__, _np.asarray(v).tobytes())
     try:
         hash(v)
     except TypeError:

@@ -19,7 +19,17 @@ from ..ir import CONST, VAR, Graph, Node, Value
 
 # Operators whose NumPy implementation may return a view of (or the very array of) an input.
 VIEW_OPS = frozenset({"reshape", "transpose", "expand_dims", "squeeze", "getitem", "broadcast_to",
-                      "flip", "split", "stop_gradient", "swapaxes", "batch_flatten"})
+                      "flip", "split", "stop_gradient", "swapaxes", "batch_flatten", "einsum"})
+
+
+def aliased_input(n: Node, i: int) -> int | None:
+    """The input whose memory output `i` of node `n` may share, or None."""
+    if n.op in VIEW_OPS and n.inputs:
+        return 0
+    # In inference batch_norm returns its running statistics themselves as outputs 1 and 2.
+    if n.op == "batch_norm" and i in (1, 2) and not n.attrs.get("training"):
+        return i + 2
+    return None
 
 
 @dataclass
@@ -30,6 +40,7 @@ class MemoryPlan:
     dead_after: dict[int, list[Value]] = field(default_factory=dict)  # node index -> values
     output_buffers: set[int] = field(default_factory=set)       # buffers holding graph outputs
     root_of: dict[Value, Value] = field(default_factory=dict)   # value -> value it may alias
+    buffer_dead_after: dict[int, list[int]] = field(default_factory=dict)  # node -> buffers
 
     def describe(self) -> str:
         sizes = sum(int(_np.prod(s)) * _np.dtype(d).itemsize for s, d in self.buffers)
@@ -53,8 +64,9 @@ def plan_memory(graph: Graph, wants_buffer, can_overwrite) -> MemoryPlan:
     for n in graph.nodes:
         for i in range(n.num_outputs):
             v = Value(n, i)
-            if n.op in VIEW_OPS and n.inputs:
-                root[v] = root.get(n.inputs[0], n.inputs[0])
+            src = aliased_input(n, i)
+            if src is not None:
+                root[v] = root.get(n.inputs[src], n.inputs[src])
             else:
                 root[v] = v
     plan.root_of = root
@@ -93,10 +105,34 @@ def plan_memory(graph: Graph, wants_buffer, can_overwrite) -> MemoryPlan:
         for b in releases.pop(pos, []):
             shape, dtype = plan.buffers[b]
             free.setdefault((shape, _np.dtype(dtype).str), []).append(b)
-        dead = [r for r, last in last_use.items() if last == pos and r.node.op not in (VAR, CONST)]
-        if dead:
-            plan.dead_after[pos] = dead
+    plan.dead_after = _deaths(graph, root, last_use)
+    # A buffer is freed after the death of the last value that lives in it.
+    death = {v: pos for pos, values in plan.dead_after.items() for v in values}
+    buffer_end: dict[int, int] = {}
+    for v, b in plan.buffer_of.items():
+        if b not in plan.output_buffers:
+            buffer_end[b] = max(buffer_end.get(b, -1), death.get(v, end))
+    for b, pos in sorted(buffer_end.items()):
+        plan.buffer_dead_after.setdefault(pos, []).append(b)
     return plan
+
+
+def _deaths(graph: Graph, root, last_use) -> dict[int, list[Value]]:
+    """node index -> the computed values nobody needs after it.
+
+    A value dies with its alias root: a view kept alive would keep the root's memory alive. A
+    value nobody reads (an unused output of a multi-output node) dies where it is made.
+    """
+    dead: dict[int, list[Value]] = {}
+    for pos, n in enumerate(graph.nodes):
+        if n.op in (VAR, CONST):
+            continue
+        for i in range(n.num_outputs):
+            v = Value(n, i)
+            r = root[v]
+            dead.setdefault(max(last_use.get(r, pos), pos), []).append(v)
+    end = len(graph.nodes)
+    return {pos: values for pos, values in dead.items() if pos < end}
 
 
 def _inplace_candidate(n: Node, pos: int, plan: MemoryPlan, root, last_use, can_overwrite):

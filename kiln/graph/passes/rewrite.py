@@ -40,13 +40,17 @@ def derived(node: Node, op: str, inputs, attrs, avals=None) -> Node:
 
 
 def build(op_name: str, inputs, attrs: dict, like: Node | None = None) -> Value:
-    """A new node of registry operator `op_name` with inferred output types (first output)."""
+    """A new node of registry operator `op_name` with inferred output types (first output),
+    attributed to `like`'s source line.
+
+    It gets no name: a name says which traced node a node stands for (verify=True compares
+    values by name), and a helper computation stands for none.
+    """
     from ...ops.registry import REGISTRY, Aval
 
     op = REGISTRY[op_name]
     full = op.full_attrs(attrs)
     out = op.infer(*[v.aval for v in inputs], **full)
     avals = (out,) if isinstance(out, Aval) else tuple(out)
-    node = Node(op_name, inputs, full, avals, like.name if like else None,
-                like.loc if like else None)
+    node = Node(op_name, inputs, full, avals, None, like.loc if like else None)
     return Value(node, 0)
