@@ -9,14 +9,19 @@ from __future__ import annotations
 import functools
 
 from ..base import KilnError
-from ..ndarray import Device, cpu, current_device
+from ..ndarray import Device, cpu, current_device  # noqa: F401
+from ..ops.conv import convolution, deconvolution  # noqa: F401
 from ..ops.elementwise import relu, sigmoid, softrelu, softsign, stop_gradient, tanh  # noqa: F401
 from ..ops.nn import (  # noqa: F401
     activation, batch_flatten, batch_norm, dropout, embedding, fully_connected, layer_norm,
     log_softmax, one_hot, pick, softmax,
 )
+from ..ops.nn_extra import (  # noqa: F401
+    arange_like, erf, group_norm, instance_norm, leaky_relu, masked_softmax, reshape,
+    sequence_mask, smooth_l1, topk,
+)
+from ..ops.pooling import pooling  # noqa: F401
 from ..ops.random import seed  # noqa: F401
-from ..ops.shape import reshape  # noqa: F401
 
 _np_active = [True]
 

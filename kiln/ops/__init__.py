@@ -3,7 +3,7 @@
 `REGISTRY` maps each operator's name to its `Op` class (see `registry.py`).
 """
 
-from . import elementwise, linalg, nn, random, reduce, shape  # noqa: F401
+from . import conv, elementwise, linalg, nn, nn_extra, pooling, random, reduce, shape  # noqa: F401
 from .registry import REGISTRY, Aval, Op, get_op
 
 __all__ = ["REGISTRY", "Aval", "Op", "get_op"]
