@@ -152,6 +152,9 @@ class Convolution(Op):
 
     def impl(x, w, b=None, *, kernel, stride, dilate, pad, num_filter, num_group, no_bias,
              layout):
+        Convolution.infer(x, w, b, kernel=kernel, stride=stride, dilate=dilate, pad=pad,
+                          num_filter=num_filter, num_group=num_group, no_bias=no_bias,
+                          layout=layout)   # NumPy would not catch every mismatch
         return _im2col.conv_forward(x, w, b, kernel, stride, dilate, pad, num_group)
 
     def infer(x, w, b=None, *, kernel, stride, dilate, pad, num_filter, num_group, no_bias,
@@ -218,6 +221,9 @@ class Deconvolution(Op):
 
     def impl(x, w, b=None, *, kernel, stride, dilate, pad, adj, target_shape, num_filter,
              num_group, no_bias, layout):
+        Deconvolution.infer(x, w, b, kernel=kernel, stride=stride, dilate=dilate, pad=pad,
+                            adj=adj, target_shape=target_shape, num_filter=num_filter,
+                            num_group=num_group, no_bias=no_bias, layout=layout)
         pad, adj = _deconv_pad_adj(x.shape[2:], kernel, stride, dilate, pad, adj, target_shape)
         nd = len(kernel)
         out = tuple(deconv_out_size(x.shape[2 + i], kernel[i], stride[i], dilate[i], pad[i],
@@ -292,6 +298,8 @@ class ConvolutionWeightGrad(Op):
     inputs = ("data", "grad")
 
     def impl(x, g, *, kernel, stride, dilate, pad, num_filter, num_group, layout):
+        ConvolutionWeightGrad.infer(x, g, kernel=kernel, stride=stride, dilate=dilate, pad=pad,
+                                    num_filter=num_filter, num_group=num_group, layout=layout)
         return _im2col.conv_weight_grad(x, g, kernel, stride, dilate, pad, num_group)
 
     def infer(x, g, *, kernel, stride, dilate, pad, num_filter, num_group, layout):

@@ -126,6 +126,9 @@ class LeakyReLU(Op):
     inputs = ("data", "gamma")
 
     def impl(x, gamma=None, *, act_type, slope, lower_bound, upper_bound):
+        if act_type == "prelu":
+            LeakyReLU.infer(x, gamma, act_type=act_type, slope=slope, lower_bound=lower_bound,
+                            upper_bound=upper_bound)
         dtype = _float(x.dtype)
         x = x.astype(dtype, copy=False)
         s = dtype.type(slope)
@@ -219,6 +222,8 @@ class SequenceMask(Op):
     inputs = ("data", "sequence_length")
 
     def impl(x, lengths, *, use_sequence_length, value, axis):
+        SequenceMask.infer(x, lengths, use_sequence_length=use_sequence_length, value=value,
+                           axis=axis)
         t = x.shape[axis]
         steps = _np.arange(t)
         lens = _np.asarray(lengths).astype(_np.int64, copy=False)
@@ -283,6 +288,7 @@ class TopK(Op):
         return 2 if ret_typ == "both" else 1
 
     def impl(x, *, axis, k, ret_typ, is_ascend, dtype):
+        TopK.infer(x, axis=axis, k=k, ret_typ=ret_typ, is_ascend=is_ascend, dtype=dtype)
         shape = x.shape
         if axis is None:
             x = x.reshape(-1)
@@ -484,6 +490,7 @@ class GroupNorm(Op):
     save_outputs = True
 
     def impl(x, gamma, beta, *, num_groups, eps, output_mean_var):
+        _norm_infer("group_norm", x, gamma, beta, num_groups)
         return _norm_impl(x, gamma, beta, num_groups, eps)
 
     def infer(x, gamma, beta, *, num_groups, eps, output_mean_var):
@@ -514,6 +521,7 @@ class InstanceNorm(Op):
     save_outputs = True
 
     def impl(x, gamma, beta, *, eps):
+        InstanceNorm.infer(x, gamma, beta, eps=eps)
         return _norm_impl(x, gamma, beta, x.shape[1], eps)
 
     def infer(x, gamma, beta, *, eps):

@@ -252,6 +252,9 @@ class Pooling(Op):
 
     def impl(x, *, kernel, pool_type, global_pool, stride, pad, pooling_convention,
              count_include_pad, layout):
+        Pooling.infer(x, kernel=kernel, pool_type=pool_type, global_pool=global_pool,
+                      stride=stride, pad=pad, pooling_convention=pooling_convention,
+                      count_include_pad=count_include_pad, layout=layout)
         k, s, p, out = _geometry_of(x.shape, kernel, stride, pad, global_pool,
                                     pooling_convention)
         return _pool_forward(x, k, s, p, out, pool_type, count_include_pad)
