@@ -224,12 +224,12 @@ class Dropout(Op):
         keep = generator().random(shape, dtype=_np.float32) >= p
         mask = keep.astype(dtype) * dtype.type(1.0 / (1.0 - p)) if p < 1 else \
             _np.zeros(shape, dtype)
-        return x * mask, mask
+        return x.astype(dtype, copy=False) * mask, mask
 
     def infer(x, *, p, axes):
         shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
         dtype = x.dtype if x.dtype.kind == "f" else _np.dtype(_np.float32)
-        return Aval(x.shape, _np.result_type(x.dtype, dtype)), Aval(shape, dtype)
+        return Aval(x.shape, dtype), Aval(shape, dtype)
 
     def grad(inputs, outputs, cts, *, p, axes):
         return (cts[0] * outputs[1],)
