@@ -16,10 +16,11 @@ from ..ops.nn import (  # noqa: F401
     activation, batch_flatten, batch_norm, dropout, embedding, fully_connected, layer_norm,
     log_softmax, one_hot, pick, softmax,
 )
+from ..ops.activations import erf, leaky_relu  # noqa: F401
 from ..ops.nn_extra import (  # noqa: F401
-    arange_like, erf, group_norm, instance_norm, leaky_relu, masked_softmax, reshape,
-    sequence_mask, smooth_l1, topk,
+    arange_like, masked_softmax, reshape, sequence_mask, smooth_l1, topk,
 )
+from ..ops.norm import group_norm, instance_norm  # noqa: F401
 from ..ops.pooling import pooling  # noqa: F401
 from ..ops.random import seed  # noqa: F401
 

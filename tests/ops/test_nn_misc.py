@@ -1,4 +1,4 @@
-"""The operators of kiln/ops/nn_extra.py: erf, leaky_relu (leaky, elu, selu, gelu, prelu),
+"""The operators of kiln/ops/activations.py, norm.py and nn_extra.py: erf, leaky_relu (leaky,
 sequence_mask, topk, group_norm, instance_norm, smooth_l1, masked_softmax, arange_like and
 npx.reshape's MXNet codes, against NumPy/math references written here."""
 
@@ -10,7 +10,7 @@ import pytest
 from kiln import autograd, npx
 from kiln import np as knp
 from kiln.base import KilnError, ShapeError
-from kiln.ops.nn_extra import erf_numpy
+from kiln.ops.activations import erf_numpy
 from kiln.test_utils import assert_almost_equal, check_gradient
 
 
