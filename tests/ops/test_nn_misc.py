@@ -1,6 +1,6 @@
-"""The operators of kiln/ops/activations.py, norm.py and nn_extra.py: erf, leaky_relu (leaky,
-sequence_mask, topk, group_norm, instance_norm, smooth_l1, masked_softmax, arange_like and
-npx.reshape's MXNet codes, against NumPy/math references written here."""
+"""The operators of kiln/ops/activations.py, norm.py and nn_extra.py: erf, leaky_relu
+(leaky, elu, selu, gelu, prelu), sequence_mask, topk, group_norm, instance_norm, smooth_l1,
+masked_softmax, arange_like and npx.reshape's MXNet codes, against NumPy/math references."""
 
 import math
 
