@@ -1,32 +1,82 @@
 """The NumPy engine behind `conv.py`: convolution, its data adjoint and its weight gradient by
-im2col and one BLAS matrix product per chunk.
+im2col and BLAS matrix products.
 
 Layout. For a chunk of samples (or of output rows, when one sample is large), the input pixels
-every kernel offset meets are copied into a column matrix of shape (C * prod(kernel), pixels),
-channels first; the convolution is then ``weight (F, C*K) @ columns``, the weight gradient
-``grad (F, pixels) @ columns.T`` and the data adjoint ``weight.T @ grad`` followed by adding each
-column back onto the pixel it came from (col2im), one whole-array add per kernel offset.
+every kernel offset meets are copied into column matrices: per sample and group, one matrix of
+shape (prod(kernel) * C/groups, pixels) whose rows are ordered kernel offset first, channel
+second. The convolution is then ``weight @ columns`` per sample, the weight gradient
+``grad @ columns.T`` summed over samples, and the data adjoint ``weight.T @ grad`` followed by
+adding each column back onto the pixel it came from (col2im), one whole-array add per kernel
+offset. Python loops run over chunks and kernel offsets only.
 
-Chunks keep the column matrix around a megabyte, so that it is written and read back while it
-is still in the CPU cache; a chunk is many samples (LeNet at batch 256) or a band of output rows
-of one sample (ResNet at 224x224), never a Python loop over single pixels.
+Chunks keep the column matrices around a megabyte, so that they are written and read back while
+still in the CPU cache: a chunk is many samples (LeNet at batch 256) or a band of output rows of
+one sample (ResNet at 224x224).
 
-Stride-1 convolutions use the *flat* layout: the padded input is flattened over its spatial axes
-and each kernel offset becomes a single shift along that flat axis, so a column-matrix row is one
-contiguous run of memory. The price is computing each output row over the full padded row
-width (the extra outputs are dropped); in exchange the copies and the col2im adds run over long
-contiguous runs, several times faster than short strided ones.
+Stride-1 convolutions use the *flat* layout: the padded input of each channel is flattened over
+its spatial axes, and a kernel offset is a single shift along that flat axis, so a column-matrix
+row is one contiguous run of the input (each output row is computed over the full padded row
+width; the extra outputs are dropped). When a chunk holds whole samples the rows are even
+*pitched* like the input, a channel's padded length apart: then the rows of all the channels of
+a kernel offset are one contiguous run too, and both the im2col copy and the col2im add of a
+kernel offset are a single long contiguous operation per sample. (The gaps between rows hold
+whatever the copy brought along; the matrix products read past them, through strides.)
 """
 
 from __future__ import annotations
 
 import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as _np
 from numpy.lib.stride_tricks import as_strided as _as_strided
 
 # Bytes of column matrix per chunk: about what stays in a core's L2 cache.
 CHUNK_BYTES = 1 << 20
+
+
+def _default_threads() -> int:
+    value = os.environ.get("KILN_NUM_THREADS")
+    if value:
+        return max(1, int(value))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+# Threads that share a convolution's chunks (KILN_NUM_THREADS; default: the usable cores).
+# NumPy releases the GIL in its copies, adds and matrix products, so chunks run in parallel.
+THREADS = _default_threads()
+_pool: ThreadPoolExecutor | None = None
+
+
+def run_lanes(plan, work, whole_samples: bool = False) -> list:
+    """Run work(chunks) over the plan's chunks, split into up to THREADS lanes run in parallel;
+    the results of the lanes, in order. `whole_samples` keeps all chunks of a sample in one
+    lane (for work whose chunks of one sample write overlapping places)."""
+    global _pool
+    chunks = plan.chunks
+    lanes = min(THREADS, len(chunks))
+    if whole_samples:
+        lanes = min(lanes, plan.n)
+    if lanes <= 1:
+        return [work(chunks)]
+    if whole_samples:
+        per = -(-plan.n // lanes)
+        groups = [[ch for ch in chunks if i * per <= ch[0] < (i + 1) * per]
+                  for i in range(lanes)]
+    else:
+        per = -(-len(chunks) // lanes)
+        groups = [chunks[i * per:(i + 1) * per] for i in range(lanes)]
+    groups = [grp for grp in groups if grp]
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=max(1, THREADS - 1),
+                                   thread_name_prefix="kiln-conv")
+    futures = [_pool.submit(work, grp) for grp in groups[1:]]
+    first = work(groups[0])
+    return [first] + [fut.result() for fut in futures]
 
 
 def _prod(shape) -> int:
@@ -48,15 +98,18 @@ def float_dtype(*dtypes) -> _np.dtype:
 class Plan:
     """Everything about one convolution's geometry that the three kernels share."""
 
-    def __init__(self, in_shape, channels_per_group, kernel, stride, dilate, pad, itemsize):
+    def __init__(self, in_shape, groups, kernel, stride, dilate, pad, itemsize,
+                 chunk_bytes: int | None = None):
         n, c = in_shape[:2]
         spatial = tuple(in_shape[2:])
         nd = len(spatial)
         self.n, self.c, self.spatial, self.nd = n, c, spatial, nd
+        self.groups, self.cg = groups, c // groups
         self.kernel, self.stride, self.dilate, self.pad = kernel, stride, dilate, pad
         self.out = tuple(out_size(spatial[i], kernel[i], stride[i], dilate[i], pad[i])
                          for i in range(nd))
         self.ksize = _prod(kernel)
+        self.itemsize = itemsize
         padded = tuple(s + 2 * p for s, p in zip(spatial, pad, strict=True))
         self.flat = all(s == 1 for s in stride)
         if self.flat:
@@ -67,15 +120,37 @@ class Plan:
             self.buf_spatial = padded
             self.row_shape = self.out[1:]
         self.row_len = _prod(self.row_shape)
+        self.chan_len = _prod(self.buf_spatial)  # a channel's length in the padded buffer
+        # flat layout: a kernel offset's shift along a channel's flat axis
+        estride = [_prod(self.buf_spatial[i + 1:]) for i in range(nd)]
+        self.shifts = [sum(k[i] * dilate[i] * estride[i] for i in range(nd))
+                       for k in itertools.product(*(range(v) for v in kernel))]
+        target = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
         per_row = c * self.ksize * self.row_len * itemsize
-        per_sample = per_row * self.out[0]
-        if per_sample <= CHUNK_BYTES:
-            samples, rows = max(1, CHUNK_BYTES // per_sample), self.out[0]
+        pitch = self.chan_len if self.flat else self.row_len * self.out[0]
+        per_sample = c * self.ksize * pitch * itemsize
+        if per_sample <= target:
+            samples, rows = max(1, target // per_sample), self.out[0]
         else:
-            samples, rows = 1, max(1, CHUNK_BYTES // per_row)
+            samples, rows = 1, max(1, target // per_row)
         self.chunks = [(n0, min(n, n0 + samples), r0, min(self.out[0], r0 + rows))
                        for n0 in range(0, n, samples) for r0 in range(0, self.out[0], rows)]
-        self.max_cols = min(samples, n) * min(rows, self.out[0]) * self.row_len
+        self.max_samples = min(samples, n)
+        self.max_pixels = min(rows, self.out[0]) * self.row_len
+
+    def pitch(self, chunk) -> int:
+        """Distance between column-matrix rows: a channel's padded length when the flat layout
+        covers whole samples, else the chunk's pixel count (contiguous rows)."""
+        r = chunk[3] - chunk[2]
+        if self.flat and r == self.out[0]:
+            return self.chan_len
+        return r * self.row_len
+
+    def column_buffer(self, dtype, zeros: bool = False):
+        """Room for the column matrices of any chunk (zeroed for col2im, whose gaps must add
+        nothing)."""
+        size = self.max_samples * self.c * self.ksize * max(self.chan_len, self.max_pixels)
+        return _np.zeros(size, dtype) if zeros else _np.empty(size, dtype)
 
     # -- buffers -----------------------------------------------------------------------------
     def padded_input(self, x):
@@ -90,48 +165,70 @@ class Plan:
         return (slice(None), slice(None)) + tuple(
             slice(p, p + s) for p, s in zip(self.pad, self.spatial, strict=True))
 
-    def crop(self, buf):
-        """The inverse of `padded_input`, as a new C-contiguous array."""
-        if tuple(self.buf_spatial) == self.spatial:
-            return buf
-        return _np.ascontiguousarray(buf[self._interior()])
-
     # -- column matrices ---------------------------------------------------------------------
-    def columns(self, xp, chunk, out=None):
-        """The column matrices (samples, C*K, rows*row_len) of a chunk of the padded input."""
+    def _matrices(self, buf, chunk):
+        """The chunk's part of a column buffer: its storage (samples, groups, K, Cg, pitch) and
+        the matrices (samples, groups, K*Cg, pixels) the products use."""
         n0, n1, r0, r1 = chunk
-        b, r = n1 - n0, r1 - r0
-        item = xp.itemsize
-        if self.flat:
-            flat = xp[n0:n1].reshape(b, self.c, -1)[:, :, r0 * self.row_len:]
-            st = flat.strides
-            estride = [_prod(self.buf_spatial[i + 1:]) * item for i in range(self.nd)]
-            shape = (b, self.c) + tuple(self.kernel) + (r * self.row_len,)
-            strides = (st[0], st[1]) + tuple(
-                self.dilate[i] * estride[i] for i in range(self.nd)) + (item,)
-        else:
-            flat = xp[n0:n1, :, r0 * self.stride[0]:]
-            st = flat.strides
-            shape = (b, self.c) + tuple(self.kernel) + (r,) + self.out[1:]
-            strides = ((st[0], st[1]) + tuple(self.dilate[i] * st[2 + i] for i in range(self.nd))
-                       + tuple(self.stride[i] * st[2 + i] for i in range(self.nd)))
-        view = _as_strided(flat, shape, strides, writeable=False)
-        size = _prod(shape)
-        cols = _np.empty(shape, xp.dtype) if out is None else out[:size].reshape(shape)
-        _np.copyto(cols, view)
-        return cols.reshape(b, self.c * self.ksize, r * self.row_len)
+        b = n1 - n0
+        pixels = (r1 - r0) * self.row_len
+        pitch = self.pitch(chunk)
+        shape = (b, self.groups, self.ksize, self.cg, pitch)
+        store = buf[:_prod(shape)].reshape(shape)
+        mats = store.reshape(b, self.groups, self.ksize * self.cg, pitch)[..., :pixels]
+        return store, mats
 
-    def grad_columns(self, g, chunk):
-        """A chunk of the output cotangent g (N, F, *out) as (samples, F, pixels), with zeros
-        at the extra (full-row-width) positions of the flat layout."""
+    def _flat_view(self, arr, chunk, shape_tail, strides_tail):
+        """A strided view into the flat (N, C, chan_len) buffer `arr` for a chunk: axes
+        (samples, groups) + the tail."""
+        n0, n1, r0, _ = chunk
+        flat = arr.reshape(self.n, self.c * self.chan_len)[n0:n1, r0 * self.row_len:]
+        item = arr.itemsize
+        shape = (n1 - n0, self.groups) + shape_tail
+        strides = (flat.strides[0], self.cg * self.chan_len * item) + strides_tail
+        return _as_strided(flat, shape, strides, writeable=False)
+
+    def columns(self, xp, chunk, buf):
+        """The column matrices of a chunk of the padded input: (samples, groups, K*Cg, pixels)."""
         n0, n1, r0, r1 = chunk
-        part = g[n0:n1, :, r0:r1]
-        b, f = part.shape[:2]
+        store, mats = self._matrices(buf, chunk)
+        item = xp.itemsize
+        pixels = (r1 - r0) * self.row_len
+        if self.flat:
+            kstrides = tuple(self.dilate[i] * _prod(self.buf_spatial[i + 1:]) * item
+                             for i in range(self.nd))
+            if self.pitch(chunk) == self.chan_len:
+                # whole samples: the rows of one kernel offset, all channels, are one run
+                span = (self.cg - 1) * self.chan_len + pixels
+                src = self._flat_view(xp, chunk, tuple(self.kernel) + (span,),
+                                      kstrides + (item,))
+                dst = store.reshape(store.shape[:2] + tuple(self.kernel) + (-1,))[..., :span]
+            else:
+                src = self._flat_view(xp, chunk, tuple(self.kernel) + (self.cg, pixels),
+                                      kstrides + (self.chan_len * item, item))
+                dst = store.reshape(store.shape[:2] + tuple(self.kernel) + store.shape[3:])
+        else:
+            base = xp[n0:n1, :, r0 * self.stride[0]:]
+            st = base.strides
+            shape = ((n1 - n0, self.groups) + tuple(self.kernel) + (self.cg, r1 - r0)
+                     + self.out[1:])
+            strides = ((st[0], self.cg * st[1])
+                       + tuple(self.dilate[i] * st[2 + i] for i in range(self.nd))
+                       + (st[1],) + tuple(self.stride[i] * st[2 + i] for i in range(self.nd)))
+            src = _as_strided(base, shape, strides, writeable=False)
+            dst = store.reshape(shape)
+        _np.copyto(dst, src)
+        return mats
+
+    def extended_grad(self, g):
+        """The output cotangent g (N, F, *out) as (N, F, pixels): in the flat layout each output
+        row is widened to the padded row width, with zeros in the extra positions."""
+        n, f = g.shape[:2]
         if self.flat and self.row_shape != self.out[1:]:
-            gt = _np.zeros((b, f, r1 - r0) + self.row_shape, g.dtype)
-            gt[(Ellipsis,) + tuple(slice(0, o) for o in self.out[1:])] = part
-            return gt.reshape(b, f, -1)
-        return part.reshape(b, f, -1)
+            ge = _np.zeros((n, f, self.out[0]) + self.row_shape, g.dtype)
+            ge[(Ellipsis,) + tuple(slice(0, o) for o in self.out[1:])] = g
+            return ge.reshape(n, f, -1)
+        return g.reshape(n, f, -1)
 
     def place_output(self, y, out, chunk):
         """Write y (samples, F, pixels) of a chunk into out (N, F, *out)."""
@@ -141,28 +238,57 @@ class Plan:
             y = y[(Ellipsis,) + tuple(slice(0, o) for o in self.out[1:])]
         out[n0:n1, :, r0:r1] = y
 
-    def add_columns(self, dcols, gbuf, chunk):
-        """col2im: add dcols (samples, C*K, pixels) onto the padded gradient buffer."""
-        n0, n1, r0, r1 = chunk
-        b, r = n1 - n0, r1 - r0
+    def gradient_buffer(self, dtype):
+        """Zeros for col2im to add into: (N, C*chan_len + chan_len) in the flat layout (the
+        spare tail lets every kernel offset's window be a plain slice), else
+        (N, C, *buf_spatial)."""
         if self.flat:
-            dcols = dcols.reshape((b, self.c) + tuple(self.kernel) + (r * self.row_len,))
-            flat = gbuf[n0:n1].reshape(b, self.c, -1)
-            estride = [_prod(self.buf_spatial[i + 1:]) for i in range(self.nd)]
-            start = r0 * self.row_len
-            for offset in itertools.product(*(range(k) for k in self.kernel)):
-                s = start + sum(offset[i] * self.dilate[i] * estride[i] for i in range(self.nd))
-                flat[:, :, s:s + r * self.row_len] += dcols[(slice(None), slice(None)) + offset]
+            return _np.zeros((self.n, (self.c + 1) * self.chan_len), dtype)
+        return _np.zeros((self.n, self.c) + self.buf_spatial, dtype)
+
+    def gradient_result(self, gbuf):
+        """The data cotangent (N, C, *spatial) from what `add_columns` accumulated."""
+        if self.flat:
+            gbuf = gbuf[:, :self.c * self.chan_len].reshape((self.n, self.c) + self.buf_spatial)
+        if tuple(self.buf_spatial) == self.spatial and gbuf.flags.c_contiguous:
+            return gbuf
+        return _np.ascontiguousarray(gbuf[self._interior()])
+
+    def add_columns(self, buf, gbuf, chunk):
+        """col2im: add the chunk's column matrices (in `buf`, as `_matrices` lays them out) onto
+        the gradient buffer from `gradient_buffer`."""
+        n0, n1, r0, r1 = chunk
+        store, _ = self._matrices(buf, chunk)
+        b = n1 - n0
+        pixels = (r1 - r0) * self.row_len
+        if self.flat:
+            whole = self.pitch(chunk) == self.chan_len
+            span = (self.cg - 1) * self.chan_len + pixels
+            block = self.cg * self.chan_len
+            for k, shift in enumerate(self.shifts):
+                start = r0 * self.row_len + shift
+                dst = gbuf[n0:n1, start:start + self.c * self.chan_len]
+                if whole:
+                    # the gaps of `store` are zeros: one contiguous add per sample and group
+                    dst = dst.reshape(b, self.groups, block)[..., :span]
+                    src = store[:, :, k].reshape(b, self.groups, block)[..., :span]
+                else:
+                    dst = dst.reshape(b, self.groups, self.cg, self.chan_len)[..., :pixels]
+                    src = store[:, :, k]
+                dst += src
             return
-        dcols = dcols.reshape((b, self.c) + tuple(self.kernel) + (r,) + self.out[1:])
+        grouped = gbuf.reshape((self.n, self.groups, self.cg) + self.buf_spatial)
+        cols = store.reshape((b, self.groups) + tuple(self.kernel) + (self.cg, r1 - r0)
+                             + self.out[1:])
         stop = [self.stride[i] * (self.out[i] - 1) + 1 for i in range(self.nd)]
         for offset in itertools.product(*(range(k) for k in self.kernel)):
             first = offset[0] * self.dilate[0] + r0 * self.stride[0]
-            window = (slice(n0, n1), slice(None),
-                      slice(first, first + self.stride[0] * (r - 1) + 1, self.stride[0])) + tuple(
-                slice(offset[i] * self.dilate[i], offset[i] * self.dilate[i] + stop[i],
-                      self.stride[i]) for i in range(1, self.nd))
-            gbuf[window] += dcols[(slice(None), slice(None)) + offset]
+            window = (slice(n0, n1), slice(None), slice(None),
+                      slice(first, first + self.stride[0] * (r1 - r0 - 1) + 1, self.stride[0])
+                      ) + tuple(slice(offset[i] * self.dilate[i],
+                                      offset[i] * self.dilate[i] + stop[i], self.stride[i])
+                                for i in range(1, self.nd))
+            grouped[window] += cols[(slice(None), slice(None)) + offset]
 
 
 def _pointwise(kernel, pad) -> bool:
@@ -173,6 +299,14 @@ def _subsampled(x, stride):
     if all(s == 1 for s in stride):
         return x
     return x[(Ellipsis,) + tuple(slice(None, None, s) for s in stride)]
+
+
+def _weight_matrices(w, groups):
+    """w (F, C/g, *kernel) as (g, F/g, K * C/g), rows ordered kernel offset first."""
+    f, cg = w.shape[:2]
+    k = _prod(w.shape[2:])
+    return _np.ascontiguousarray(
+        w.reshape(groups, f // groups, cg, k).swapaxes(2, 3)).reshape(groups, f // groups, -1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -199,22 +333,22 @@ def conv_forward(x, w, b, kernel, stride, dilate, pad, groups):
         if b is not None:
             y += b.astype(dtype, copy=False).reshape((f,) + (1,) * nd)
         return y
-    plan = Plan(x.shape, c // groups, kernel, stride, dilate, pad, dtype.itemsize)
+    plan = Plan(x.shape, groups, kernel, stride, dilate, pad, dtype.itemsize)
     xp = plan.padded_input(x)
     out = _np.empty((n, f) + plan.out, dtype)
-    colbuf = _np.empty(c * plan.ksize * plan.max_cols, dtype)
-    wm = w.reshape(f, -1) if groups == 1 else w.reshape(groups, f // groups, -1)
+    wm = _weight_matrices(w, groups)
     bias = None if b is None else b.astype(dtype, copy=False).reshape(f, 1)
-    for chunk in plan.chunks:
-        cols = plan.columns(xp, chunk, colbuf)
-        if groups == 1:
-            y = _np.matmul(wm, cols)
-        else:
-            nb = cols.shape[0]
-            y = _np.matmul(wm, cols.reshape(nb, groups, -1, cols.shape[-1])).reshape(nb, f, -1)
-        if bias is not None:
-            y += bias
-        plan.place_output(y, out, chunk)
+
+    def lane(chunks):
+        buf = plan.column_buffer(dtype)
+        for chunk in chunks:
+            cols = plan.columns(xp, chunk, buf)
+            y = _np.matmul(wm, cols)                      # (samples, groups, F/g, pixels)
+            y = y.reshape(y.shape[0], f, -1)
+            if bias is not None:
+                y += bias
+            plan.place_output(y, out, chunk)
+    run_lanes(plan, lane)
     return out
 
 
@@ -240,22 +374,25 @@ def conv_data_grad(g, w, in_spatial, kernel, stride, dilate, pad, groups):
         every = tuple(slice(None, s * o, s) for s, o in zip(stride, g.shape[2:], strict=True))
         full[(Ellipsis,) + every] = dx
         return full
-    plan = Plan(in_shape, c // groups, kernel, stride, dilate, pad, dtype.itemsize)
-    gbuf = _np.zeros((n, c) + plan.buf_spatial, dtype)
-    if groups == 1:
-        wt = w.reshape(f, -1).T
-    else:
-        wt = w.reshape(groups, f // groups, -1).swapaxes(1, 2)
-    for chunk in plan.chunks:
-        gt = plan.grad_columns(g, chunk)
-        if groups == 1:
-            dcols = _np.matmul(wt, gt)
-        else:
-            b = gt.shape[0]
-            dcols = _np.matmul(wt, gt.reshape(b, groups, f // groups, -1)).reshape(
-                b, c * plan.ksize, -1)
-        plan.add_columns(dcols, gbuf, chunk)
-    return plan.crop(gbuf)
+    # NOTE: larger chunks than the other two kernels: col2im makes one NumPy call per kernel
+    # offset and chunk, and on small images that call overhead outweighs the cache misses.
+    plan = Plan(in_shape, groups, kernel, stride, dilate, pad, dtype.itemsize,
+                chunk_bytes=4 * CHUNK_BYTES)
+    gbuf = plan.gradient_buffer(dtype)
+    ge = plan.extended_grad(g)
+    wt = _weight_matrices(w, groups).swapaxes(1, 2)     # (groups, K*Cg, F/g)
+
+    def lane(chunks):
+        buf = plan.column_buffer(dtype, zeros=True)
+        for chunk in chunks:
+            n0, n1, r0, r1 = chunk
+            gt = ge[n0:n1, :, r0 * plan.row_len:r1 * plan.row_len]
+            _, mats = plan._matrices(buf, chunk)
+            _np.matmul(wt, gt.reshape(n1 - n0, groups, f // groups, -1), out=mats)
+            plan.add_columns(buf, gbuf, chunk)
+    # chunks of one sample overlap where their windows meet: keep each sample in one lane
+    run_lanes(plan, lane, whole_samples=True)
+    return plan.gradient_result(gbuf)
 
 
 def conv_weight_grad(x, g, kernel, stride, dilate, pad, groups):
@@ -265,6 +402,7 @@ def conv_weight_grad(x, g, kernel, stride, dilate, pad, groups):
     g = g.astype(dtype, copy=False)
     n, c = x.shape[:2]
     f = g.shape[1]
+    cg = c // groups
     if _pointwise(kernel, pad):
         x3 = _subsampled(x, stride).reshape(n, c, -1)
         g3 = g.reshape(n, f, -1)
@@ -272,24 +410,31 @@ def conv_weight_grad(x, g, kernel, stride, dilate, pad, groups):
             dw = _np.matmul(g3, x3.swapaxes(1, 2)).sum(axis=0)
         else:
             dw = _np.matmul(g3.reshape(n, groups, f // groups, -1),
-                            x3.reshape(n, groups, c // groups, -1).swapaxes(2, 3)).sum(axis=0)
-        return dw.reshape((f, c // groups) + tuple(kernel))
-    plan = Plan(x.shape, c // groups, kernel, stride, dilate, pad, dtype.itemsize)
+                            x3.reshape(n, groups, cg, -1).swapaxes(2, 3)).sum(axis=0)
+        return dw.reshape((f, cg) + tuple(kernel))
+    plan = Plan(x.shape, groups, kernel, stride, dilate, pad, dtype.itemsize)
     xp = plan.padded_input(x)
-    colbuf = _np.empty(c * plan.ksize * plan.max_cols, dtype)
-    dw = None
-    for chunk in plan.chunks:
-        cols = plan.columns(xp, chunk, colbuf)
-        gt = plan.grad_columns(g, chunk)
-        b = gt.shape[0]
-        if groups == 1:
-            part = _np.matmul(gt, cols.swapaxes(1, 2))
-        else:
-            part = _np.matmul(gt.reshape(b, groups, f // groups, -1),
-                              cols.reshape(b, groups, -1, cols.shape[-1]).swapaxes(2, 3))
-        part = part.sum(axis=0) if b > 1 else part[0]
-        if dw is None:
-            dw = part
-        else:
-            dw += part
-    return dw.reshape((f, c // groups) + tuple(kernel))
+    ge = plan.extended_grad(g)
+
+    def lane(chunks):
+        buf = plan.column_buffer(dtype)
+        dw = None
+        for chunk in chunks:
+            n0, n1, r0, r1 = chunk
+            cols = plan.columns(xp, chunk, buf)
+            gt = ge[n0:n1, :, r0 * plan.row_len:r1 * plan.row_len]
+            part = _np.matmul(gt.reshape(n1 - n0, groups, f // groups, -1),
+                              cols.swapaxes(2, 3))        # (samples, groups, F/g, K*Cg)
+            part = part.sum(axis=0) if part.shape[0] > 1 else part[0]
+            if dw is None:
+                dw = part
+            else:
+                dw += part
+        return dw
+    parts = run_lanes(plan, lane)
+    dw = parts[0]
+    for part in parts[1:]:
+        dw += part
+    # (groups, F/g, K*Cg), kernel offset first -> (F, Cg, *kernel)
+    dw = dw.reshape(f, plan.ksize, cg).swapaxes(1, 2)
+    return _np.ascontiguousarray(dw).reshape((f, cg) + tuple(kernel))

@@ -200,13 +200,16 @@ def _pool_backward(g, x, y, kernel, stride, pad, out, pool_type, count_include_p
         gd = g * dtype.type(1.0 / div) if isinstance(div, float) else g / div.astype(dtype)
     else:
         gd = g
-    if _single_window(spatial, kernel, pad) or _non_overlapping(spatial, kernel, stride, pad,
-                                                                 out):
-        split = (n, c) + tuple(v for o, k in zip(out, kernel, strict=True) for v in (o, k))
-        expanded = gd.reshape((n, c) + tuple(v for o in out for v in (o, 1)))
-        gx = _np.empty(split, dtype)
-        gx[...] = expanded
-        return gx.reshape(x.shape)
+    if _single_window(spatial, kernel, pad):
+        gx = _np.empty(x.shape, dtype)
+        gx[...] = gd
+        return gx
+    if _non_overlapping(spatial, kernel, stride, pad, out):
+        # every input element in exactly one window: one strided write per kernel offset
+        gx = _np.empty(x.shape, dtype)
+        for window in _windows(kernel, stride, out):
+            gx[window] = gd
+        return gx
     padded = _padded(_np.empty((1, 1) + tuple(spatial), dtype), pad, out, kernel, stride, 0)
     gxp = _np.zeros((n, c) + padded.shape[2:], dtype)
     for window in _windows(kernel, stride, out):
