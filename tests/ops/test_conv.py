@@ -177,11 +177,14 @@ def test_adjoint_identities(case):
     assert abs(float((x * dx.asnumpy()).sum()) - middle) < 1e-9 * max(1.0, abs(middle))
 
 
+@pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("chunk_bytes", [1, 2000, 1 << 20])
-@pytest.mark.parametrize("case", [CASES[1], CASES[3], CASES[4], CASES[10]])
-def test_chunking_does_not_change_results(monkeypatch, chunk_bytes, case):
-    """Chunks of one row of one sample, a few rows, and many samples give the same numbers."""
+@pytest.mark.parametrize("case", [CASES[1], CASES[2], CASES[3], CASES[4], CASES[10]])
+def test_chunking_does_not_change_results(monkeypatch, chunk_bytes, threads, case):
+    """Chunks of one row of one sample, a few rows, and many samples, run in one or several
+    threads, give the same numbers."""
     monkeypatch.setattr(im2col, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(im2col, "THREADS", threads)
     rng = onp.random.default_rng(5)
     x, w, b, geo, g = _call(case, rng)
     x = onp.concatenate([x, x[::-1] * 0.5, x * 2.0])       # batch 6
