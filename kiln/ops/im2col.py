@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as _np
@@ -77,6 +78,32 @@ def run_lanes(plan, work, whole_samples: bool = False) -> list:
     futures = [_pool.submit(work, grp) for grp in groups[1:]]
     first = work(groups[0])
     return [first] + [fut.result() for fut in futures]
+
+
+# Temporaries (padded inputs, column matrices, gradient buffers) are kept between calls, per
+# thread, up to this size each: fresh large allocations cost a page fault per 4 KiB on first
+# touch, which on some machines (virtual ones especially) costs as much as the convolution.
+SCRATCH_BYTES = 64 << 20
+_scratch = threading.local()
+
+
+def scratch(tag: str, shape, dtype, zero: bool = False):
+    """A temporary array of `shape` reused by later calls with the same tag in this thread.
+    It must not escape the kernel that asked for it."""
+    dtype = _np.dtype(dtype)
+    nbytes = _prod(shape) * dtype.itemsize
+    if nbytes > SCRATCH_BYTES:
+        return _np.zeros(shape, dtype) if zero else _np.empty(shape, dtype)
+    bufs = getattr(_scratch, "bufs", None)
+    if bufs is None:
+        bufs = _scratch.bufs = {}
+    buf = bufs.get(tag)
+    if buf is None or buf.nbytes < nbytes:
+        buf = bufs[tag] = _np.empty(max(nbytes, 1), _np.uint8)
+    arr = buf[:nbytes].view(dtype).reshape(shape)
+    if zero:
+        arr.fill(0)
+    return arr
 
 
 def _prod(shape) -> int:
@@ -150,14 +177,14 @@ class Plan:
         """Room for the column matrices of any chunk (zeroed for col2im, whose gaps must add
         nothing)."""
         size = self.max_samples * self.c * self.ksize * max(self.chan_len, self.max_pixels)
-        return _np.zeros(size, dtype) if zeros else _np.empty(size, dtype)
+        return scratch("columns", (size,), dtype, zero=zeros)
 
     # -- buffers -----------------------------------------------------------------------------
     def padded_input(self, x):
         """x inside zeros of shape (N, C, *buf_spatial); x itself when nothing is added."""
         if tuple(self.buf_spatial) == self.spatial and x.flags.c_contiguous:
             return x
-        buf = _np.zeros((self.n, self.c) + self.buf_spatial, x.dtype)
+        buf = scratch("padded", (self.n, self.c) + self.buf_spatial, x.dtype, zero=True)
         buf[self._interior()] = x
         return buf
 
@@ -225,7 +252,7 @@ class Plan:
         row is widened to the padded row width, with zeros in the extra positions."""
         n, f = g.shape[:2]
         if self.flat and self.row_shape != self.out[1:]:
-            ge = _np.zeros((n, f, self.out[0]) + self.row_shape, g.dtype)
+            ge = scratch("grad", (n, f, self.out[0]) + self.row_shape, g.dtype, zero=True)
             ge[(Ellipsis,) + tuple(slice(0, o) for o in self.out[1:])] = g
             return ge.reshape(n, f, -1)
         return g.reshape(n, f, -1)
@@ -243,16 +270,14 @@ class Plan:
         spare tail lets every kernel offset's window be a plain slice), else
         (N, C, *buf_spatial)."""
         if self.flat:
-            return _np.zeros((self.n, (self.c + 1) * self.chan_len), dtype)
-        return _np.zeros((self.n, self.c) + self.buf_spatial, dtype)
+            return scratch("gradient", (self.n, (self.c + 1) * self.chan_len), dtype, zero=True)
+        return scratch("gradient", (self.n, self.c) + self.buf_spatial, dtype, zero=True)
 
     def gradient_result(self, gbuf):
         """The data cotangent (N, C, *spatial) from what `add_columns` accumulated."""
         if self.flat:
             gbuf = gbuf[:, :self.c * self.chan_len].reshape((self.n, self.c) + self.buf_spatial)
-        if tuple(self.buf_spatial) == self.spatial and gbuf.flags.c_contiguous:
-            return gbuf
-        return _np.ascontiguousarray(gbuf[self._interior()])
+        return gbuf[self._interior()].copy()      # gbuf is scratch: never hand it out
 
     def add_columns(self, buf, gbuf, chunk):
         """col2im: add the chunk's column matrices (in `buf`, as `_matrices` lays them out) onto
