@@ -326,3 +326,39 @@ def test_errors_name_the_problem():
         npx.deconvolution(x, knp.zeros((6, 2, 3, 3)), stride=2, adj=2)
     with pytest.raises(ShapeError, match="bias"):
         npx.convolution(x, knp.zeros((2, 6, 3, 3)), knp.zeros(3))
+
+
+def test_random_geometries_against_reference():
+    """Many random 1-D/2-D/3-D geometries: forward, data and weight gradients (through the
+    adjoint identity) against the loop reference."""
+    rng = onp.random.default_rng(15)
+    done = 0
+    while done < 30:
+        nd = int(rng.integers(1, 4))
+        groups = int(rng.choice([1, 2, 3]))
+        c, f = groups * int(rng.integers(1, 3)), groups * int(rng.integers(1, 3))
+        kernel = tuple(int(k) for k in rng.integers(1, 4, nd))
+        stride = tuple(int(s) for s in rng.integers(1, 3, nd))
+        dilate = tuple(int(d) for d in rng.integers(1, 3, nd))
+        pad = tuple(int(p) for p in rng.integers(0, 3, nd))
+        spatial = tuple(int(s) for s in rng.integers(3, 8 if nd < 3 else 5, nd))
+        geo = dict(stride=stride, dilate=dilate, pad=pad)
+        if any(spatial[i] + 2 * pad[i] < dilate[i] * (kernel[i] - 1) + 1 for i in range(nd)):
+            continue
+        x = rng.standard_normal((2, c) + spatial)
+        w = rng.standard_normal((f, c // groups) + kernel)
+        y = ref_conv(x, w, groups=groups, **geo)
+        assert_almost_equal(npx.convolution(knp.array(x), knp.array(w), num_group=groups,
+                                            **geo), y, rtol=1e-10, atol=1e-10)
+        g = rng.standard_normal(y.shape)
+        kx = knp.array(x)
+        kw = knp.array(w)
+        kx.attach_grad()
+        kw.attach_grad()
+        with autograd.record():
+            out = npx.convolution(kx, kw, num_group=groups, **geo)
+        out.backward(knp.array(g))
+        inner = float((y * g).sum())
+        assert abs(float((x * kx.grad.asnumpy()).sum()) - inner) < 1e-9 * max(1, abs(inner))
+        assert abs(float((w * kw.grad.asnumpy()).sum()) - inner) < 1e-9 * max(1, abs(inner))
+        done += 1
