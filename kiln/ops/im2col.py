@@ -35,6 +35,7 @@ from numpy.lib.stride_tricks import as_strided as _as_strided
 
 # Bytes of column matrix per chunk: about what stays in a core's L2 cache.
 CHUNK_BYTES = 1 << 20
+DGRAD_CHUNK_FACTOR = 2
 
 
 def _default_threads() -> int:
@@ -402,7 +403,7 @@ def conv_data_grad(g, w, in_spatial, kernel, stride, dilate, pad, groups):
     # NOTE: larger chunks than the other two kernels: col2im makes one NumPy call per kernel
     # offset and chunk, and on small images that call overhead outweighs the cache misses.
     plan = Plan(in_shape, groups, kernel, stride, dilate, pad, dtype.itemsize,
-                chunk_bytes=4 * CHUNK_BYTES)
+                chunk_bytes=DGRAD_CHUNK_FACTOR * CHUNK_BYTES)
     gbuf = plan.gradient_buffer(dtype)
     ge = plan.extended_grad(g)
     wt = _weight_matrices(w, groups).swapaxes(1, 2)     # (groups, K*Cg, F/g)
