@@ -127,7 +127,7 @@ class Plan:
     """Everything about one convolution's geometry that the three kernels share."""
 
     def __init__(self, in_shape, groups, kernel, stride, dilate, pad, itemsize,
-                 chunk_bytes: int | None = None):
+                 chunk_bytes: int | None = None, weight_bytes: int = 0):
         n, c = in_shape[:2]
         spatial = tuple(in_shape[2:])
         nd = len(spatial)
@@ -154,6 +154,9 @@ class Plan:
         self.shifts = [sum(k[i] * dilate[i] * estride[i] for i in range(nd))
                        for k in itertools.product(*(range(v) for v in kernel))]
         target = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+        # every matrix product re-reads (and BLAS re-packs) the weight: when it is large
+        # (deep layers on small images), use fewer, larger chunks
+        target = max(target, 2 * weight_bytes)
         per_row = c * self.ksize * self.row_len * itemsize
         pitch = self.chan_len if self.flat else self.row_len * self.out[0]
         per_sample = c * self.ksize * pitch * itemsize
@@ -216,6 +219,38 @@ class Plan:
         strides = (flat.strides[0], self.cg * self.chan_len * item) + strides_tail
         return _as_strided(flat, shape, strides, writeable=False)
 
+    def _source(self, xp, chunk):
+        """The chunk's input pixels as a strided view (samples, groups, *kernel, Cg, pixels...)
+        with exact pixels (no pitch): the last axes are (pixels,) in the flat layout and
+        (rows, *out[1:]) otherwise."""
+        n0, n1, r0, r1 = chunk
+        item = xp.itemsize
+        if self.flat:
+            kstrides = tuple(self.dilate[i] * _prod(self.buf_spatial[i + 1:]) * item
+                             for i in range(self.nd))
+            return self._flat_view(xp, chunk, tuple(self.kernel) + (
+                self.cg, (r1 - r0) * self.row_len), kstrides + (self.chan_len * item, item))
+        base = xp[n0:n1, :, r0 * self.stride[0]:]
+        st = base.strides
+        shape = ((n1 - n0, self.groups) + tuple(self.kernel) + (self.cg, r1 - r0)
+                 + self.out[1:])
+        strides = ((st[0], self.cg * st[1])
+                   + tuple(self.dilate[i] * st[2 + i] for i in range(self.nd))
+                   + (st[1],) + tuple(self.stride[i] * st[2 + i] for i in range(self.nd)))
+        return _as_strided(base, shape, strides, writeable=False)
+
+    def columns_by_group(self, xp, chunk, buf):
+        """The chunk's columns with the samples side by side: (groups, K*Cg, samples*pixels),
+        for one matrix product over the whole chunk."""
+        src = self._source(xp, chunk)
+        nd = self.nd
+        # (samples, groups, *kernel, Cg, ...) -> (groups, *kernel, Cg, samples, ...)
+        order = (1,) + tuple(range(2, 3 + nd)) + (0,) + tuple(range(3 + nd, src.ndim))
+        src = src.transpose(order)
+        dst = buf[:src.size].reshape(src.shape)
+        _np.copyto(dst, src)
+        return dst.reshape(self.groups, self.ksize * self.cg, -1)
+
     def columns(self, xp, chunk, buf):
         """The column matrices of a chunk of the padded input: (samples, groups, K*Cg, pixels)."""
         n0, n1, r0, r1 = chunk
@@ -232,19 +267,11 @@ class Plan:
                                       kstrides + (item,))
                 dst = store.reshape(store.shape[:2] + tuple(self.kernel) + (-1,))[..., :span]
             else:
-                src = self._flat_view(xp, chunk, tuple(self.kernel) + (self.cg, pixels),
-                                      kstrides + (self.chan_len * item, item))
-                dst = store.reshape(store.shape[:2] + tuple(self.kernel) + store.shape[3:])
+                src = self._source(xp, chunk)
+                dst = store.reshape(src.shape)
         else:
-            base = xp[n0:n1, :, r0 * self.stride[0]:]
-            st = base.strides
-            shape = ((n1 - n0, self.groups) + tuple(self.kernel) + (self.cg, r1 - r0)
-                     + self.out[1:])
-            strides = ((st[0], self.cg * st[1])
-                       + tuple(self.dilate[i] * st[2 + i] for i in range(self.nd))
-                       + (st[1],) + tuple(self.stride[i] * st[2 + i] for i in range(self.nd)))
-            src = _as_strided(base, shape, strides, writeable=False)
-            dst = store.reshape(shape)
+            src = self._source(xp, chunk)
+            dst = store.reshape(src.shape)
         _np.copyto(dst, src)
         return mats
 
@@ -359,7 +386,8 @@ def conv_forward(x, w, b, kernel, stride, dilate, pad, groups):
         if b is not None:
             y += b.astype(dtype, copy=False).reshape((f,) + (1,) * nd)
         return y
-    plan = Plan(x.shape, groups, kernel, stride, dilate, pad, dtype.itemsize)
+    plan = Plan(x.shape, groups, kernel, stride, dilate, pad, dtype.itemsize,
+                weight_bytes=w.nbytes)
     xp = plan.padded_input(x)
     out = _np.empty((n, f) + plan.out, dtype)
     wm = _weight_matrices(w, groups)
@@ -403,7 +431,7 @@ def conv_data_grad(g, w, in_spatial, kernel, stride, dilate, pad, groups):
     # NOTE: larger chunks than the other two kernels: col2im makes one NumPy call per kernel
     # offset and chunk, and on small images that call overhead outweighs the cache misses.
     plan = Plan(in_shape, groups, kernel, stride, dilate, pad, dtype.itemsize,
-                chunk_bytes=DGRAD_CHUNK_FACTOR * CHUNK_BYTES)
+                chunk_bytes=DGRAD_CHUNK_FACTOR * CHUNK_BYTES, weight_bytes=w.nbytes)
     gbuf = plan.gradient_buffer(dtype)
     ge = plan.extended_grad(g)
     wt = _weight_matrices(w, groups).swapaxes(1, 2)     # (groups, K*Cg, F/g)
@@ -430,17 +458,32 @@ def conv_weight_grad(x, g, kernel, stride, dilate, pad, groups):
     f = g.shape[1]
     cg = c // groups
     if _pointwise(kernel, pad):
-        x3 = _subsampled(x, stride).reshape(n, c, -1)
-        g3 = g.reshape(n, f, -1)
-        if groups == 1:
-            dw = _np.matmul(g3, x3.swapaxes(1, 2)).sum(axis=0)
-        else:
-            dw = _np.matmul(g3.reshape(n, groups, f // groups, -1),
-                            x3.reshape(n, groups, cg, -1).swapaxes(2, 3)).sum(axis=0)
+        x3 = _subsampled(x, stride).reshape(n, groups, cg, -1)
+        g3 = g.reshape(n, groups, f // groups, -1)
+        # sum over samples and pixels in one contraction (no per-sample weight-sized parts)
+        dw = _np.einsum("ngfp,ngcp->gfc", g3, x3, optimize=True)
         return dw.reshape((f, cg) + tuple(kernel))
     plan = Plan(x.shape, groups, kernel, stride, dilate, pad, dtype.itemsize)
     xp = plan.padded_input(x)
     ge = plan.extended_grad(g)
+    fg = f // groups
+
+    def lane_by_group(chunks):
+        # large weights: the samples of a chunk side by side, one product per chunk, so no
+        # per-sample weight-sized partial results
+        buf = plan.column_buffer(dtype)
+        dw = None
+        for chunk in chunks:
+            n0, n1, r0, r1 = chunk
+            cols = plan.columns_by_group(xp, chunk, buf)          # (groups, K*Cg, b*pix)
+            gt = ge[n0:n1, :, r0 * plan.row_len:r1 * plan.row_len]
+            gt = _np.ascontiguousarray(gt.reshape(n1 - n0, groups, fg, -1).transpose(1, 2, 0, 3))
+            part = _np.matmul(gt.reshape(groups, fg, -1), cols.swapaxes(1, 2))
+            if dw is None:
+                dw = part
+            else:
+                dw += part
+        return dw
 
     def lane(chunks):
         buf = plan.column_buffer(dtype)
@@ -457,7 +500,8 @@ def conv_weight_grad(x, g, kernel, stride, dilate, pad, groups):
             else:
                 dw += part
         return dw
-    parts = run_lanes(plan, lane)
+    per_sample_parts = plan.max_samples * f * plan.ksize * cg * dtype.itemsize
+    parts = run_lanes(plan, lane_by_group if per_sample_parts > CHUNK_BYTES // 4 else lane)
     dw = parts[0]
     for part in parts[1:]:
         dw += part
