@@ -48,19 +48,23 @@ def _default_threads() -> int:
         return os.cpu_count() or 1
 
 
+# Multiply-adds of one matrix product below which BLAS runs it on one core: such chunks are
+# shared among threads by kiln instead (larger products are left to BLAS's own threads).
+SMALL_PRODUCT = 1 << 22
+
 # Threads that share a convolution's chunks (KILN_NUM_THREADS; default: the usable cores).
 # NumPy releases the GIL in its copies, adds and matrix products, so chunks run in parallel.
 THREADS = _default_threads()
 _pool: ThreadPoolExecutor | None = None
 
 
-def run_lanes(plan, work, whole_samples: bool = False) -> list:
+def run_lanes(plan, work, filters: int, whole_samples: bool = False) -> list:
     """Run work(chunks) over the plan's chunks, split into up to THREADS lanes run in parallel;
     the results of the lanes, in order. `whole_samples` keeps all chunks of a sample in one
     lane (for work whose chunks of one sample write overlapping places)."""
     global _pool
     chunks = plan.chunks
-    lanes = min(THREADS, len(chunks))
+    lanes = min(THREADS, len(chunks)) if plan.small_products(filters) else 1
     if whole_samples:
         lanes = min(lanes, plan.n)
     if lanes <= 1:
@@ -168,6 +172,11 @@ class Plan:
                        for n0 in range(0, n, samples) for r0 in range(0, self.out[0], rows)]
         self.max_samples = min(samples, n)
         self.max_pixels = min(rows, self.out[0]) * self.row_len
+
+    def small_products(self, filters: int) -> bool:
+        """Whether the per-sample matrix products (with `filters` output rows) are too small
+        for BLAS to split over cores, so that kiln runs chunks in parallel instead."""
+        return filters * self.ksize * self.cg * self.max_pixels < SMALL_PRODUCT
 
     def pitch(self, chunk) -> int:
         """Distance between column-matrix rows: a channel's padded length when the flat layout
@@ -402,7 +411,7 @@ def conv_forward(x, w, b, kernel, stride, dilate, pad, groups):
             if bias is not None:
                 y += bias
             plan.place_output(y, out, chunk)
-    run_lanes(plan, lane)
+    run_lanes(plan, lane, f)
     return out
 
 
@@ -445,7 +454,7 @@ def conv_data_grad(g, w, in_spatial, kernel, stride, dilate, pad, groups):
             _np.matmul(wt, gt.reshape(n1 - n0, groups, f // groups, -1), out=mats)
             plan.add_columns(buf, gbuf, chunk)
     # chunks of one sample overlap where their windows meet: keep each sample in one lane
-    run_lanes(plan, lane, whole_samples=True)
+    run_lanes(plan, lane, f, whole_samples=True)
     return plan.gradient_result(gbuf)
 
 
@@ -501,7 +510,7 @@ def conv_weight_grad(x, g, kernel, stride, dilate, pad, groups):
                 dw += part
         return dw
     per_sample_parts = plan.max_samples * f * plan.ksize * cg * dtype.itemsize
-    parts = run_lanes(plan, lane_by_group if per_sample_parts > CHUNK_BYTES // 4 else lane)
+    parts = run_lanes(plan, lane_by_group if per_sample_parts > CHUNK_BYTES // 4 else lane, f)
     dw = parts[0]
     for part in parts[1:]:
         dw += part
