@@ -1,6 +1,8 @@
 # ruff: noqa: N805  (operator methods take no self: Op.__init_subclass__ makes them static)
 """Neural-network operators of `kiln.npx`: dense layers, softmax, normalisation, dropout,
-embeddings and index picking. Convolution and pooling live in `conv.py`.
+embeddings and index picking. Convolution is in `conv.py` (its NumPy engine in `im2col.py`),
+pooling in `pooling.py`, LeakyReLU and erf in `activations.py`, GroupNorm and InstanceNorm in
+`norm.py`, the rest (SequenceMask, topk, MXNet reshape codes ...) in `nn_extra.py`.
 """
 
 from __future__ import annotations
