@@ -58,6 +58,16 @@ THREADS = _default_threads()
 _pool: ThreadPoolExecutor | None = None
 
 
+def _forget_pool() -> None:
+    # A forked child inherits the pool object but not its threads: start a new one there.
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def run_lanes(plan, work, filters: int, whole_samples: bool = False) -> list:
     """Run work(chunks) over the plan's chunks, split into up to THREADS lanes run in parallel;
     the results of the lanes, in order. `whole_samples` keeps all chunks of a sample in one
