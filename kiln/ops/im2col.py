@@ -98,7 +98,7 @@ def run_lanes(plan, work, filters: int, whole_samples: bool = False) -> list:
 # Temporaries (padded inputs, column matrices, gradient buffers) are kept between calls, per
 # thread, up to this size each: fresh large allocations cost a page fault per 4 KiB on first
 # touch, which on some machines (virtual ones especially) costs as much as the convolution.
-SCRATCH_BYTES = 64 << 20
+SCRATCH_BYTES = 32 << 20
 _scratch = threading.local()
 
 
