@@ -393,6 +393,10 @@ def conv_forward(x, w, b, kernel, stride, dilate, pad, groups):
     n, c = x.shape[:2]
     f = w.shape[0]
     nd = len(kernel)
+    if x.size == 0:
+        out = tuple(out_size(x.shape[2 + i], kernel[i], stride[i], dilate[i], pad[i])
+                    for i in range(nd))
+        return _np.zeros((n, f) + out, dtype)
     if _pointwise(kernel, pad):
         xs = _subsampled(x, stride)
         x3 = xs.reshape(n, c, -1)
@@ -433,6 +437,8 @@ def conv_data_grad(g, w, in_spatial, kernel, stride, dilate, pad, groups):
     n, f = g.shape[:2]
     c = w.shape[1] * groups
     in_shape = (n, c) + tuple(in_spatial)
+    if g.size == 0:
+        return _np.zeros(in_shape, dtype)
     if _pointwise(kernel, pad):
         g3 = g.reshape(n, f, -1)
         if groups == 1:
@@ -476,6 +482,8 @@ def conv_weight_grad(x, g, kernel, stride, dilate, pad, groups):
     n, c = x.shape[:2]
     f = g.shape[1]
     cg = c // groups
+    if n == 0 or g.size == 0:
+        return _np.zeros((f, cg) + tuple(kernel), dtype)
     if _pointwise(kernel, pad):
         x3 = _subsampled(x, stride).reshape(n, groups, cg, -1)
         g3 = g.reshape(n, groups, f // groups, -1)

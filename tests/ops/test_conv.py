@@ -362,3 +362,17 @@ def test_random_geometries_against_reference():
         assert abs(float((x * kx.grad.asnumpy()).sum()) - inner) < 1e-9 * max(1, abs(inner))
         assert abs(float((w * kw.grad.asnumpy()).sum()) - inner) < 1e-9 * max(1, abs(inner))
         done += 1
+
+
+def test_empty_batch():
+    x = knp.zeros((0, 3, 8, 8))
+    w = knp.ones((4, 3, 3, 3))
+    x.attach_grad()
+    w.attach_grad()
+    for geo in (dict(pad=1), dict(stride=2), dict(kernel=(3, 3), dilate=2)):
+        with autograd.record():
+            y = npx.convolution(x, w, **geo)
+        y.backward()
+        assert y.shape[:2] == (0, 4) and x.grad.shape == x.shape
+        assert (w.grad.asnumpy() == 0).all()
+    assert npx.deconvolution(knp.zeros((0, 4, 3, 3)), knp.ones((4, 2, 3, 3))).shape == (0, 2, 5, 5)
