@@ -11,13 +11,8 @@ and g of fitting shapes
 
 so each operator's gradient is written with the other two, and gradients of any order follow.
 
-Implementation: im2col. The (zero-padded) input is viewed, without copying, as an array of shape
-(N, C, *kernel, *out) whose element [n, c, k, o] is the input pixel that kernel offset k meets at
-output position o (`as_strided`); one copy makes it a matrix of shape (N, C*prod(kernel),
-prod(out)), and the convolution is one matrix product with the weight, of shape
-(num_filter, C*prod(kernel)), per sample. The transposed convolution multiplies by the weight's
-transpose and adds the columns back into place (col2im), looping over the kernel offsets only.
-1x1 convolutions skip the column matrix: they are a plain matrix product.
+The NumPy work (im2col, one BLAS matrix product per chunk, col2im) is in `im2col.py`; this
+module holds the operators, their checks and their gradients.
 """
 
 from __future__ import annotations
