@@ -188,7 +188,8 @@ class _Context:
 
     def __init__(self):
         self.globals: dict = {"_np": _np, "_empty": _np.empty, "_add_bias": _add_bias,
-                              "_activate_relu": _activate_relu, "_activate_tanh": _activate_tanh,
+                              "_activate_relu": _activate_relu, "_single": _single,
+                              "_activate_tanh": _activate_tanh,
                               **_NUMPY_FUNCTIONS}
         self.prelude: list[str] = []
         self._by_id: dict[int, str] = {}
@@ -292,9 +293,14 @@ def generate(graph: Graph, bound: dict, static_alloc: bool, fname: str):
             op = REGISTRY[n.op]
             fn = ctx.add("F", functools.partial(op.impl, **n.attrs))
             targets = ", ".join(names[Value(n, i)] for i in range(n.num_outputs))
-            if _returns_tuple(op, n):  # unpack, even a tuple of one (split in one section)
+            call = f"{fn}({', '.join(args)})"
+            if n.num_outputs > 1:
                 targets += ","
-            body.append(f"{targets} = {fn}({', '.join(args)})   {comment}")
+            elif op.num_outputs_for is not None:
+                # One output of an operator whose output count varies: its implementation may
+                # return a tuple of one (split in one section) or the array (topk).
+                call = f"_single({call})"
+            body.append(f"{targets} = {call}   {comment}")
         if not static_alloc:  # free what no later node reads (static buffers outlive a call)
             dead = [names[v] for v in plan.dead_after.get(pos, ()) if v in names
                     and names[v].startswith("v") and v not in graph.outputs]
@@ -321,9 +327,8 @@ def generate(graph: Graph, bound: dict, static_alloc: bool, fname: str):
     return "\n".join(lines) + "\n", ctx.globals, free_inputs, plan
 
 
-def _returns_tuple(op, n: Node) -> bool:
-    """Whether the operator's implementation returns a tuple (as `apply` unpacks it)."""
-    return n.num_outputs > 1 or op.num_outputs_for is not None
+def _single(result):
+    return result[0] if type(result) is tuple else result
 
 
 def _safe_name(name: str | None, k: int) -> str:

@@ -10,13 +10,19 @@ import functools
 
 from ..base import KilnError
 from ..ndarray import Device, cpu, current_device  # noqa: F401
+from ..ops.conv import convolution, deconvolution  # noqa: F401
 from ..ops.elementwise import relu, sigmoid, softrelu, softsign, stop_gradient, tanh  # noqa: F401
 from ..ops.nn import (  # noqa: F401
     activation, batch_flatten, batch_norm, dropout, embedding, fully_connected, layer_norm,
     log_softmax, one_hot, pick, softmax,
 )
+from ..ops.activations import erf, leaky_relu  # noqa: F401
+from ..ops.nn_extra import (  # noqa: F401
+    arange_like, masked_softmax, reshape, sequence_mask, smooth_l1, topk,
+)
+from ..ops.norm import group_norm, instance_norm  # noqa: F401
+from ..ops.pooling import pooling  # noqa: F401
 from ..ops.random import seed  # noqa: F401
-from ..ops.shape import reshape  # noqa: F401
 
 _np_active = [True]
 

@@ -3,7 +3,10 @@
 `REGISTRY` maps each operator's name to its `Op` class (see `registry.py`).
 """
 
-from . import elementwise, fused, linalg, nn, random, reduce, shape  # noqa: F401
+from . import (  # noqa: F401
+    activations, conv, elementwise, fused, linalg, nn, nn_extra, norm, pooling, random, reduce,
+    shape,
+)
 from .registry import REGISTRY, Aval, Op, get_op
 
 __all__ = ["REGISTRY", "Aval", "Op", "get_op"]

@@ -1,5 +1,8 @@
+
 """Neural-network operators of `kiln.npx`: dense layers, softmax, normalisation, dropout,
-embeddings and index picking. Convolution and pooling live in `conv.py`.
+embeddings and index picking. Convolution is in `conv.py` (its NumPy engine in `im2col.py`),
+pooling in `pooling.py`, LeakyReLU and erf in `activations.py`, GroupNorm and InstanceNorm in
+`norm.py`, the rest (SequenceMask, topk, MXNet reshape codes ...) in `nn_extra.py`.
 """
 
 from __future__ import annotations
@@ -8,7 +11,7 @@ import numpy as _np
 
 from .. import autograd as _autograd
 from ..base import KilnError, ShapeError
-from ..ndarray import apply, assign
+from ..ndarray import apply, assign, is_array
 from .registry import Aval, Op
 from . import elementwise as _ew
 from . import linalg as _linalg
@@ -116,6 +119,11 @@ def activation(data, act_type: str = "relu"):
     raise KilnError(f"activation: unknown act_type {act_type!r}; choose one of {ACTIVATIONS}")
 
 
+def _as_float(x):
+    """Integer data computes (and comes out) as float32, as the operators' `infer` says."""
+    return x if x.dtype.kind == "f" else x.astype(_np.float32)
+
+
 class Softmax(Op):
     name = "softmax"
     mx_name = "softmax"
@@ -123,8 +131,9 @@ class Softmax(Op):
     save_outputs = True
 
     def impl(x, *, axis, temperature):
+        x = _as_float(x)
         if temperature is not None and temperature != 1.0:
-            x = x / temperature
+            x = x / x.dtype.type(temperature)
         z = x - _np.max(x, axis=axis, keepdims=True)
         _np.exp(z, out=z)
         z /= _np.sum(z, axis=axis, keepdims=True)
@@ -149,8 +158,9 @@ class LogSoftmax(Op):
     save_outputs = True
 
     def impl(x, *, axis, temperature):
+        x = _as_float(x)
         if temperature is not None and temperature != 1.0:
-            x = x / temperature
+            x = x / x.dtype.type(temperature)
         z = x - _np.max(x, axis=axis, keepdims=True)
         z -= _np.log(_np.sum(_np.exp(z), axis=axis, keepdims=True))
         return z
@@ -167,14 +177,27 @@ class LogSoftmax(Op):
         return (gx,)
 
 
+def _check_no_length(op: str, mxnet_only: dict) -> None:
+    if mxnet_only.get("use_length") or mxnet_only.get("length") is not None:
+        raise KilnError(f"{op}: length/use_length are not supported; mask the padded "
+                        "positions with npx.masked_softmax(data, mask) instead")
+
+
+def _temperature(temperature):
+    return None if temperature is None else float(temperature)
+
+
 def softmax(data, axis: int = -1, temperature: float | None = None, **_mxnet_only):
     """exp(x) / sum(exp(x)) along `axis`, computed stably."""
-    return apply(Softmax, (data,), {"axis": int(axis), "temperature": temperature})
+    _check_no_length("softmax", _mxnet_only)
+    return apply(Softmax, (data,), {"axis": int(axis), "temperature": _temperature(temperature)})
 
 
 def log_softmax(data, axis: int = -1, temperature: float | None = None, **_mxnet_only):
     """log(softmax(x)) along `axis`, computed stably."""
-    return apply(LogSoftmax, (data,), {"axis": int(axis), "temperature": temperature})
+    _check_no_length("log_softmax", _mxnet_only)
+    return apply(LogSoftmax, (data,), {"axis": int(axis),
+                                       "temperature": _temperature(temperature)})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -199,15 +222,16 @@ class Dropout(Op):
         from .random import generator
 
         shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
-        dtype = x.dtype if x.dtype.kind == "f" else _np.float32
+        dtype = x.dtype if x.dtype.kind == "f" else _np.dtype(_np.float32)
         keep = generator().random(shape, dtype=_np.float32) >= p
         mask = keep.astype(dtype) * dtype.type(1.0 / (1.0 - p)) if p < 1 else \
             _np.zeros(shape, dtype)
-        return x * mask, mask
+        return x.astype(dtype, copy=False) * mask, mask
 
     def infer(x, *, p, axes):
         shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
-        return Aval(x.shape, x.dtype), Aval(shape, x.dtype)
+        dtype = x.dtype if x.dtype.kind == "f" else _np.dtype(_np.float32)
+        return Aval(x.shape, dtype), Aval(shape, dtype)
 
     def grad(inputs, outputs, cts, *, p, axes):
         return (cts[0] * outputs[1],)
@@ -226,6 +250,17 @@ def dropout(data, p: float = 0.5, mode: str = "training", axes=(), **_mxnet_only
 # ----------------------------------------------------------------------------------------------
 # normalisation
 # ----------------------------------------------------------------------------------------------
+
+def differentiable_stats(x) -> bool:
+    """Whether a normalisation's gradient must recompute its statistics from x with kiln
+    operators instead of reading the saved outputs.
+
+    The saved mean/std outputs are constants when the caller dropped them, which is right for
+    a first-order gradient but cuts the path from x through the statistics that a gradient of
+    the gradient (autograd recording the backward pass) or a traced backward graph needs.
+    """
+    return _autograd.STATE.recording or not is_array(x)
+
 
 def _channel_shape(ndim: int, axis: int, c: int) -> tuple:
     shape = [1] * ndim
@@ -266,7 +301,8 @@ class BatchNorm(Op):
         shift = beta - mean * scale
         y = x * scale.reshape(bshape).astype(x.dtype, copy=False)
         y += shift.reshape(bshape).astype(x.dtype, copy=False)
-        return y, _np.asarray(mean, dtype=x.dtype), _np.asarray(var, dtype=x.dtype)
+        # copies: the statistics outputs must not alias the running-statistics inputs
+        return y, _np.array(mean, dtype=x.dtype), _np.array(var, dtype=x.dtype)
 
     def infer(x, gamma, beta, running_mean, running_var, *, eps, momentum, fix_gamma,
               use_global_stats, axis, training):
@@ -281,25 +317,38 @@ class BatchNorm(Op):
 
     def grad(inputs, outputs, cts, *, eps, momentum, fix_gamma, use_global_stats, axis,
              training):
+        # In training mode the mean and var outputs are functions of x too: their cotangents
+        # (nonzero when the caller uses them, and in gradients of gradients, which
+        # differentiate through them) flow into x as well.
         x, gamma = inputs[0], inputs[1]
         _, mean, var = outputs
-        g = cts[0]
+        g, cmean, cvar = cts
         ndim = len(x.shape)
         ax = axis % ndim
         c = x.shape[ax]
         bshape = _channel_shape(ndim, ax, c)
         axes = tuple(i for i in range(ndim) if i != ax)
         n = _prod(x.shape) // c
-        inv_std = _shape.reshape(1.0 / _ew.sqrt(var + eps), bshape)
-        xhat = (x - _shape.reshape(mean, bshape)) * inv_std
+        if training and differentiable_stats(x):
+            mean, var = _reduce.mean(x, axis=axes), _reduce.var(x, axis=axes)
+        inv_std = 1.0 / _ew.sqrt(var + eps)
+        xhat = (x - _shape.reshape(mean, bshape)) * _shape.reshape(inv_std, bshape)
         gbeta = _reduce.sum(g, axis=axes)
         ggamma = _reduce.sum(g * xhat, axis=axes)
-        scale = inv_std if fix_gamma else _shape.reshape(gamma, bshape) * inv_std
+        scale = inv_std if fix_gamma else gamma * inv_std
         if training:
-            gx = scale * (g - _shape.reshape(gbeta, bshape) / n
-                          - xhat * _shape.reshape(ggamma, bshape) / n)
+            # gx = scale * (g - gbeta/n - xhat*ggamma/n) + cmean/n + cvar * 2(x - mean)/n,
+            # with the per-channel factors gathered first: three passes over x.
+            shift = -scale * gbeta / n
+            slope = -scale * ggamma / n
+            if cmean is not None:
+                shift = shift + cmean / n
+            if cvar is not None:
+                slope = slope + cvar * (2.0 / n) / inv_std
+            gx = (g * _shape.reshape(scale, bshape) + _shape.reshape(shift, bshape)
+                  + xhat * _shape.reshape(slope, bshape))
         else:
-            gx = g * scale
+            gx = g * _shape.reshape(scale, bshape)
         return (gx, None if fix_gamma else ggamma, gbeta, None, None)
 
 
@@ -352,17 +401,28 @@ class LayerNorm(Op):
         return Aval(x.shape, x.dtype), stat, stat
 
     def grad(inputs, outputs, cts, *, axis, eps):
+        # The mean and std outputs depend on x: their cotangents flow into x too (see
+        # BatchNorm.grad); dmean/dx = 1/m and dstd/dx = xhat/m along `axis`.
         x, gamma = inputs[0], inputs[1]
         _, mean, std = outputs
-        g = cts[0]
+        g, cmean, cstd = cts
         ndim = len(x.shape)
         ax = axis % ndim
-        bshape = _channel_shape(ndim, ax, x.shape[ax])
+        m = x.shape[ax]
+        if differentiable_stats(x):
+            mean = _reduce.mean(x, axis=ax, keepdims=True)
+            std = _ew.sqrt(_reduce.var(x, axis=ax, keepdims=True) + eps)
+        bshape = _channel_shape(ndim, ax, m)
         other = tuple(i for i in range(ndim) if i != ax)
         xhat = (x - mean) / std
         gxhat = g * _shape.reshape(gamma, bshape)
-        gx = (gxhat - _reduce.mean(gxhat, axis=ax, keepdims=True)
-              - xhat * _reduce.mean(gxhat * xhat, axis=ax, keepdims=True)) / std
+        shift = -_reduce.mean(gxhat, axis=ax, keepdims=True) / std
+        slope = -_reduce.mean(gxhat * xhat, axis=ax, keepdims=True) / std
+        if cmean is not None:
+            shift = shift + cmean / m
+        if cstd is not None:
+            slope = slope + cstd / m
+        gx = gxhat / std + shift + xhat * slope
         return (gx, _reduce.sum(g * xhat, axis=other), _reduce.sum(g, axis=other))
 
 
@@ -440,7 +500,9 @@ class Pick(Op):
     def impl(data, index, *, axis, keepdims, mode):
         ax = axis % data.ndim
         idx = _pick_index(index, data.shape[ax], mode)
-        out = _np.take_along_axis(data, _np.expand_dims(idx, ax), axis=ax)
+        if idx.ndim < data.ndim:
+            idx = _np.expand_dims(idx, ax)
+        out = _np.take_along_axis(data, idx, axis=ax)
         return out if keepdims else _np.squeeze(out, ax)
 
     def infer(data, index, *, axis, keepdims, mode):

@@ -307,9 +307,6 @@ def test_nonzero_raises_while_tracing():
         kiln.jit(lambda x: np.nonzero(x)[0])(F(3, 4))
 
 
-@pytest.mark.xfail(strict=True, reason="ops/nn.py: batch_norm's impl returns the running "
-                   "statistics themselves as outputs 1 and 2 in inference, so the eager "
-                   "output_mean_var results alias (and let the user overwrite) the state")
 def test_eager_batch_norm_statistics_do_not_alias_the_running_state():
     mean, var = F(3), F(3, **POS)
     before = mean.asnumpy()

@@ -219,3 +219,51 @@ SAMPLES["fused_elementwise"] = [
                                        ("multiply_scalar", ("scalar", 2.0)))),
     sample(F32_23, F32_3, program=(("subtract", ("input", 0, "lhs")), ("relu", None))),
 ]
+
+# ---- convolution and pooling (NCHW; weights (num_filter, C / groups, kh, kw)) ------------------
+_X4 = _f32(2, 4, 5, 5)
+_CONV = dict(kernel=(3, 3), stride=(2, 1), dilate=(1, 1), pad=(1, 0), num_filter=6, num_group=2)
+SAMPLES["convolution"] = [
+    sample(_X4, _f32(6, 2, 3, 3), _f32(6), **_CONV),
+    sample(_f32(2, 3, 7), _f32(4, 3, 2), None, kernel=(2,), stride=(1,), dilate=(2,), pad=(1,),
+           num_filter=4, no_bias=True),
+]
+SAMPLES["deconvolution"] = [
+    sample(_f32(2, 6, 3, 3), _f32(6, 2, 3, 3), _f32(4), kernel=(3, 3), stride=(2, 2),
+           dilate=(1, 1), pad=(1, 1), adj=(0, 0), num_filter=4, num_group=2, no_bias=False),
+]
+SAMPLES["convolution_weight_grad"] = [
+    sample(_X4, _f32(2, 6, 3, 3), **_CONV),
+]
+_POOL = dict(kernel=(2, 2), stride=(2, 2), pad=(0, 0), pool_type="max")
+SAMPLES["pooling"] = [
+    sample(_X4, **_POOL),
+    sample(_X4, kernel=(3, 3), stride=(2, 2), pad=(1, 1), pool_type="avg",
+           pooling_convention="full", count_include_pad=False),
+    sample(_X4, kernel=(1, 1), pool_type="avg", global_pool=True),
+]
+_POOLED = onp.maximum.reduce([_X4[:, :, i:4:2, j:4:2] for i in (0, 1) for j in (0, 1)])
+SAMPLES["pooling_backward"] = [sample(_f32(2, 4, 2, 2), _X4, _POOLED, **_POOL)]
+SAMPLES["pooling_max_gather"] = [sample(_f32(2, 4, 5, 5), _X4, _POOLED, **_POOL)]
+
+# ---- other nn operators -------------------------------------------------------------------------
+SAMPLES["erf"] = [sample(_f32(2, 3, low=-2, high=2))]
+SAMPLES["leaky_relu"] = [
+    sample(_f32(2, 3, low=-1, high=1), None, act_type="leaky", slope=0.1),
+    sample(_f32(2, 3, low=-1, high=1), None, act_type="elu"),
+    sample(_f32(2, 3, low=-1, high=1), None, act_type="gelu"),
+    sample(_f32(2, 3, 4, low=-1, high=1), _f32(3), act_type="prelu"),
+]
+SAMPLES["group_norm"] = [sample(_f32(2, 4, 3), _f32(4), _f32(4), num_groups=2)]
+SAMPLES["instance_norm"] = [sample(_f32(2, 3, 4), _f32(3), _f32(3))]
+SAMPLES["masked_softmax"] = [sample(F32_23, B_23 | onp.array([True, False, False]))]
+SAMPLES["sequence_mask"] = [sample(_f32(4, 2, 3), onp.array([2.0, 4.0], dtype="float32"))]
+SAMPLES["smooth_l1"] = [sample(_f32(2, 3, low=-2, high=2), scalar=1.0)]
+SAMPLES["arange_like"] = [sample(F32_23, axis=1, start=2.0, step=0.5)]
+SAMPLES["topk"] = [
+    sample(_f32(3, 5), k=2, ret_typ="value"),
+    sample(_f32(3, 5), k=2, ret_typ="indices", axis=0),
+]
+_TOPK_IDX = onp.array([[4, 1], [0, 2], [3, 3]], dtype="int64")
+SAMPLES["topk_gather"] = [sample(_f32(3, 5), _TOPK_IDX)]
+SAMPLES["topk_scatter"] = [sample(_f32(3, 2), _TOPK_IDX, shape=(3, 5))]
