@@ -175,13 +175,16 @@ class Symbol(ArrayMethods):
         where = f" at {loc}" if loc else ""
         raise SymbolicValueError(
             f"Python control flow on a symbolic value{where} (`if x:`, `while x:`, `and`/`or` "
-            "on an array): its value is unknown while the block is traced, so the branch cannot "
-            "be chosen. Use the symbolic control-flow operators:\n"
-            "    out = npx.cond(pred, then_func, else_func, inputs)   # if/else\n"
-            "    outs, states = npx.while_loop(cond, func, loop_vars, max_iterations)\n"
-            "    outs, states = npx.foreach(body, data, init_states)  # loops over an axis\n"
-            "Branching on shapes (x.shape[0] > 1) or Python values is fine: it specializes "
-            "the trace.")
+            "on an array): its value is unknown while the block is traced, so Python cannot "
+            "choose the branch. Write it with kiln's control-flow operators, which become one "
+            "graph node (and have gradients):\n"
+            "    y = npx.cond(x.sum() > 0, lambda x: x * 2, lambda x: -x, [x])      # if/else\n"
+            "    _, [s] = npx.while_loop(lambda s: s.sum() < 10, lambda s: (None, [s * 2]), "
+            "[s], max_iterations=100)  # while\n"
+            "and npx.foreach(body, data, init_states) for a loop over an axis (F.contrib.cond, "
+            "F.contrib.while_loop and F.contrib.foreach in hybrid_forward). A Python `for` over "
+            "a fixed range unrolls, and branching on shapes or Python values is fine: it "
+            "specializes the trace.")
 
     def _inplace(self, what: str):
         loc = user_location(3)
