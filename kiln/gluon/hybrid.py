@@ -96,6 +96,7 @@ class HybridCache:
         self.last_key = None
         self.traces = 0
         self.warned = False
+        self.nested: dict = {}   # list structure of the arguments -> its own cache
 
     # -- signatures -------------------------------------------------------------------------------
     def _key(self, args, kwargs):
@@ -137,6 +138,8 @@ class HybridCache:
             if entry is not None and entry.plain and entry.epoch == Parameter._epoch:
                 return wrap(entry.forward(d)[0])  # one array in, one out, nothing else to do
         else:
+            if any(type(x) in (list, tuple) and _holds_array(x) for x in args):
+                return self._call_nested(args, kwargs)
             key = self._key(args, kwargs)
             entry = self.entries.get(key)
         if entry is None or (entry.epoch != Parameter._epoch and not _params_unchanged(entry)):
@@ -152,6 +155,21 @@ class HybridCache:
         if entry.single:
             return wrap(results[0])
         return unflatten(entry.out_tree, [wrap(r) for r in results[:entry.num_outputs]])[0]
+
+    def _call_nested(self, args, kwargs):
+        """Arguments that are lists of arrays (a recurrent cell's states): the arrays become
+        arguments of their own, and a cache per list structure rebuilds the lists for `fn`."""
+        from ..control_flow import flatten, unflatten
+
+        leaves, tree = flatten(list(args))
+        key = (_structure(tree), len(leaves))
+        inner = self.nested.get(key)
+        if inner is None:
+            fn = self.fn
+            inner = HybridCache(lambda *xs, **kw: fn(*unflatten(tree, xs), **kw), self.name,
+                                self.options)
+            self.nested[key] = inner
+        return inner(tuple(leaves), kwargs)
 
     def _write_state(self, entry: _Entry, results) -> None:
         start = entry.num_outputs
@@ -382,6 +400,20 @@ def _close(a, b) -> bool:
         return bool(_np.array_equal(a, b))
     tol = 1e-4 if a.dtype == _np.float32 else 1e-9
     return bool(_np.allclose(a, b, rtol=tol, atol=tol, equal_nan=True))
+
+
+def _holds_array(x) -> bool:
+    if type(x) in (list, tuple):
+        return any(_holds_array(e) for e in x)
+    return isinstance(x, ndarray)
+
+
+def _structure(tree):
+    """A hashable form of a list structure (`control_flow.flatten`'s tree)."""
+    if tree is None:
+        return None
+    kind, items = tree
+    return (kind.__name__, tuple(_structure(t) for t in items))
 
 
 def _is_static(a) -> bool:

@@ -3,7 +3,9 @@
 `REGISTRY` maps each operator's name to its `Op` class (see `registry.py`).
 """
 
-from . import control_flow, elementwise, fused, linalg, nn, random, reduce, shape  # noqa: F401
+from . import (  # noqa: F401
+    control_flow, elementwise, fused, linalg, nn, random, reduce, rnn, shape,
+)
 from .registry import REGISTRY, Aval, Op, get_op
 
 __all__ = ["REGISTRY", "Aval", "Op", "get_op"]

@@ -275,3 +275,31 @@ SAMPLES["cond"] = [
     with_bodies(sample(onp.array(True), F32_23, F32_3), _THEN, _ELSE),
     with_bodies(sample(onp.array([0.0], "float32"), F32_23, F32_3), _THEN, _ELSE),
 ]
+
+# ---- the fused recurrent operator -------------------------------------------------------------
+def _rnn_sample(mode: str, gates: int, reverse: bool = False) -> Sample:
+    t, n, i, h = 3, 2, 3, 2
+    ins = [_f32(t, n, i), _f32(gates * h, i), _f32(gates * h, h), _f32(gates * h),
+           _f32(gates * h), _f32(n, h)] + ([_f32(n, h)] if mode == "lstm" else [])
+    return sample(*ins, mode=mode, state_size=h, reverse=reverse)
+
+
+def _rnn_backward_sample(mode: str, gates: int) -> Sample:
+    from kiln.ops.rnn import RNN
+
+    s = _rnn_sample(mode, gates)
+    outs = RNN.impl(*s.inputs, mode=mode, state_size=2, reverse=False)
+    y, hidden = outs[0], outs[3 if mode == "lstm" else 2:]
+    dy, dh = _f32(*y.shape), _f32(2, 2)
+    x, w_ih, w_hh, _, _, h0 = s.inputs[:6]
+    if mode == "lstm":
+        ins = (dy, dh, _f32(2, 2), x, w_ih, w_hh, h0, s.inputs[6], y, *hidden)
+    else:
+        ins = (dy, dh, x, w_ih, w_hh, h0, y, *hidden)
+    return no_grad(sample(*ins, mode=mode, state_size=2))
+
+
+SAMPLES["rnn"] = [_rnn_sample("lstm", 4), _rnn_sample("gru", 3, reverse=True),
+                  _rnn_sample("rnn_tanh", 1), _rnn_sample("rnn_relu", 1, reverse=True)]
+SAMPLES["rnn_backward"] = [_rnn_backward_sample("lstm", 4), _rnn_backward_sample("gru", 3),
+                           _rnn_backward_sample("rnn_tanh", 1)]
