@@ -47,10 +47,6 @@ def _blas():
     return blas_threads(n) if n > 0 else contextlib.nullcontext()
 
 
-def _order(t_len: int, reverse: bool) -> range:
-    return range(t_len - 1, -1, -1) if reverse else range(t_len)
-
-
 def _previous(y, h0, reverse: bool):
     """(T, N, H): the state each step started from."""
     prev = _np.empty_like(y)
@@ -68,6 +64,57 @@ def _sigmoid_scale(h: int, gates: str, dtype) -> _np.ndarray:
     return _np.concatenate([_np.full(h, 1.0 if g == "t" else 0.5, dtype) for g in gates])
 
 
+_POOL: list = []
+
+
+def _worker():
+    """One helper thread: the large products of steps already done (or not yet needed) run
+    there while the recurrence runs on the calling thread. NumPy releases the GIL in matrix
+    products, so on an idle second core they overlap; on a busy machine they simply queue."""
+    if not _POOL:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="kiln-rnn"))
+    return _POOL[0]
+
+
+def _chunks(t_len: int, reverse: bool, parts: int = 4) -> list[range]:
+    """The steps in processing order, cut into `parts` runs."""
+    size = max(1, -(-t_len // parts))
+    starts = range(0, t_len, size)
+    runs = [range(s, min(s + size, t_len)) for s in starts]
+    return [range(r.stop - 1, r.start - 1, -1) for r in reversed(runs)] if reverse else runs
+
+
+def _project(x, w_x, bias):
+    """x @ w_x + bias for every step, as a list of futures per run of steps (in processing
+    order) and the array they fill."""
+    t_len, n, _ = x.shape
+    xw = _np.empty((t_len, n, w_x.shape[1]), x.dtype)
+
+    def run(lo: int, hi: int) -> None:
+        _np.matmul(x[lo:hi].reshape((hi - lo) * n, -1), w_x,
+                   out=xw[lo:hi].reshape((hi - lo) * n, -1))
+        xw[lo:hi] += bias
+    return xw, run
+
+
+def _run_chunks(t_len: int, reverse: bool, project, step) -> None:
+    """Run `step(t)` over every step in order, the projection of the next run of steps going
+    on in the helper thread meanwhile."""
+    runs = _chunks(t_len, reverse)
+    pool = _worker()
+    futures = [pool.submit(project, min(r), max(r) + 1) for r in runs]
+    try:
+        for r, fut in zip(runs, futures):
+            fut.result()
+            for t in r:
+                step(t)
+    finally:
+        for fut in futures:
+            fut.cancel()
+
+
 # ----------------------------------------------------------------------------------------------
 # forward
 # ----------------------------------------------------------------------------------------------
@@ -78,16 +125,16 @@ def _lstm(x, w_ih, w_hh, b_ih, b_hh, h0, c0, reverse):
     scale = _sigmoid_scale(h, "ssts", x.dtype)      # i, f, o sigmoid; c~ tanh
     alpha = scale                                    # then sigmoid = 0.5 * tanh + 0.5
     beta = _np.where(scale == 0.5, 0.5, 0.0).astype(x.dtype)
-    w_x = (w_ih * scale[:, None]).T
     w_h = _np.ascontiguousarray((w_hh * scale[:, None]).T)
-    xw = (x.reshape(t_len * n, -1) @ w_x).reshape(t_len, n, 4 * h)
-    xw += (b_ih + b_hh) * scale
+    xw, project = _project(x, (w_ih * scale[:, None]).T, (b_ih + b_hh) * scale)
     gates = _np.empty((t_len, n, 4 * h), x.dtype)
     cells = _np.empty((t_len, n, h), x.dtype)
     y = _np.empty((t_len, n, h), x.dtype)
     tmp = _np.empty((n, h), x.dtype)
-    hp, cp = h0, c0
-    for t in _order(t_len, reverse):
+    state = [h0, c0]
+
+    def step(t: int) -> None:
+        hp, cp = state
         g = gates[t]
         _np.matmul(hp, w_h, out=g)
         g += xw[t]
@@ -100,8 +147,9 @@ def _lstm(x, w_ih, w_hh, b_ih, b_hh, h0, c0, reverse):
         c += tmp
         _np.tanh(c, out=tmp)
         _np.multiply(g[:, 3 * h:], tmp, out=y[t])
-        hp, cp = y[t], c
-    return y, hp.copy(), cp.copy(), gates, cells
+        state[:] = y[t], c
+    _run_chunks(t_len, reverse, project, step)
+    return y, state[0].copy(), state[1].copy(), gates, cells
 
 
 def _gru(x, w_ih, w_hh, b_ih, b_hh, h0, reverse):
@@ -109,20 +157,20 @@ def _gru(x, w_ih, w_hh, b_ih, b_hh, h0, reverse):
     h = w_hh.shape[1]
     rz = slice(0, 2 * h)
     scale = _sigmoid_scale(h, "sst", x.dtype)        # r, z sigmoid; n tanh
-    w_x = (w_ih * scale[:, None]).T
     w_h = _np.ascontiguousarray((w_hh * scale[:, None]).T)
-    xw = (x.reshape(t_len * n, -1) @ w_x).reshape(t_len, n, 3 * h)
     bias = b_ih.copy()
     bias[rz] += b_hh[rz]
-    xw += bias * scale
+    xw, project = _project(x, (w_ih * scale[:, None]).T, bias * scale)
     b_hn = b_hh[2 * h:]
     gates = _np.empty((t_len, n, 3 * h), x.dtype)   # r, z, n
     hn = _np.empty((t_len, n, h), x.dtype)          # W_hn h + b_hn
     y = _np.empty((t_len, n, h), x.dtype)
     hw = _np.empty((n, 3 * h), x.dtype)
     tmp = _np.empty((n, h), x.dtype)
-    hp = h0
-    for t in _order(t_len, reverse):
+    state = [h0]
+
+    def step(t: int) -> None:
+        hp = state[0]
         g = gates[t]
         _np.matmul(hp, w_h, out=hw)
         _np.add(xw[t, :, rz], hw[:, rz], out=g[:, rz])
@@ -135,43 +183,88 @@ def _gru(x, w_ih, w_hh, b_ih, b_hh, h0, reverse):
         nt += xw[t, :, 2 * h:]
         _np.tanh(nt, out=nt)
         _np.subtract(hp, nt, out=tmp)            # h' = n + z * (h - n)
-        tmp *= g[:, h:2 * h]
+        _np.multiply(tmp, g[:, h:2 * h], out=tmp)
         _np.add(nt, tmp, out=y[t])
-        hp = y[t]
-    return y, hp.copy(), gates, hn
+        state[0] = y[t]
+    _run_chunks(t_len, reverse, project, step)
+    return y, state[0].copy(), gates, hn
 
 
 def _simple(x, w_ih, w_hh, b_ih, b_hh, h0, reverse, relu: bool):
     t_len, n, _ = x.shape
-    xw = (x.reshape(t_len * n, -1) @ w_ih.T).reshape(t_len, n, -1)
-    xw += b_ih + b_hh
+    xw, project = _project(x, w_ih.T, b_ih + b_hh)
     w_h = _np.ascontiguousarray(w_hh.T)
     y = _np.empty_like(xw)
-    hp = h0
-    for t in _order(t_len, reverse):
+    state = [h0]
+
+    def step(t: int) -> None:
         a = y[t]
-        _np.matmul(hp, w_h, out=a)
+        _np.matmul(state[0], w_h, out=a)
         a += xw[t]
         if relu:
             _np.maximum(a, 0, out=a)
         else:
             _np.tanh(a, out=a)
-        hp = a
-    return y, _np.array(hp)
+        state[0] = a
+    _run_chunks(t_len, reverse, project, step)
+    return y, _np.array(state[0])
 
 
 # ----------------------------------------------------------------------------------------------
 # backward
 # ----------------------------------------------------------------------------------------------
 
-def _weight_grads(d_pre, x, prev, w_ih):
-    """dx, dW_ih, dW_hh, db from the pre-activation gradients of every step (T, N, G*H)."""
-    t_len, n, gh = d_pre.shape
-    d2 = d_pre.reshape(t_len * n, gh)
-    dx = (d2 @ w_ih).reshape(x.shape)
-    dw_ih = d2.T @ x.reshape(t_len * n, -1)
-    dw_hh = d2.T @ prev.reshape(t_len * n, -1)
-    return dx, dw_ih, dw_hh, d2.sum(axis=0)
+class _WeightGrads:
+    """dx, dW_ih, dW_hh and the biases' gradients from the pre-activation gradients of the
+    steps (x side `d_x`, h side `d_h`, (T, N, G*H) each), accumulated run by run on the helper
+    thread while the reverse loop goes on with the earlier steps."""
+
+    def __init__(self, d_x, d_h, x, prev, w_ih):
+        self.d_x, self.d_h, self.x, self.prev, self.w_ih = d_x, d_h, x, prev, w_ih
+        gh = d_x.shape[2]
+        self.dx = _np.empty_like(x)
+        self.dw_ih = _np.zeros((gh, x.shape[2]), x.dtype)
+        self.dw_hh = _np.zeros((gh, prev.shape[2]), x.dtype)
+        self.db_ih = _np.zeros(gh, x.dtype)
+        self.db_hh = _np.zeros(gh, x.dtype)
+        self.pending = None
+
+    def _run(self, lo: int, hi: int) -> None:
+        rows = (hi - lo) * self.x.shape[1]
+        d_x = self.d_x[lo:hi].reshape(rows, -1)
+        d_h = self.d_h[lo:hi].reshape(rows, -1)
+        _np.matmul(d_x, self.w_ih, out=self.dx[lo:hi].reshape(rows, -1))
+        self.dw_ih += d_x.T @ self.x[lo:hi].reshape(rows, -1)
+        self.dw_hh += d_h.T @ self.prev[lo:hi].reshape(rows, -1)
+        self.db_ih += d_x.sum(axis=0)
+        self.db_hh += d_h.sum(axis=0) if d_h is not d_x else 0
+
+    def submit(self, steps: range) -> None:
+        """The steps of `steps` are done: queue their share."""
+        self.wait()
+        self.pending = _worker().submit(self._run, min(steps), max(steps) + 1)
+
+    def wait(self) -> None:
+        if self.pending is not None:
+            self.pending.result()
+            self.pending = None
+
+    def result(self) -> tuple:
+        self.wait()
+        if self.d_h is self.d_x:
+            self.db_hh[:] = self.db_ih
+        return self.dx, self.dw_ih, self.dw_hh, self.db_ih, self.db_hh
+
+
+def _reverse_chunks(t_len: int, reverse: bool, step, grads: _WeightGrads) -> None:
+    """The reverse loop, handing each finished run of steps to `grads`."""
+    try:
+        for r in _chunks(t_len, not reverse):
+            for t in r:
+                step(t)
+            grads.submit(r)
+    finally:
+        grads.wait()
 
 
 def _lstm_backward(dy, dh, dc, x, w_ih, w_hh, h0, c0, y, gates, cells, reverse):
@@ -186,20 +279,22 @@ def _lstm_backward(dy, dh, dc, x, w_ih, w_hh, h0, c0, y, gates, cells, reverse):
     _np.multiply(prev_c * f, 1 - f, out=factors[:, :, 1])
     _np.multiply(i, 1 - g * g, out=factors[:, :, 2])
     d_pre = _np.empty((t_len, n, 4, h), y.dtype)
+    flat = d_pre.reshape(t_len, n, 4 * h)
+    grads = _WeightGrads(flat, flat, x, _previous(y, h0, reverse), w_ih)
     dh = _np.array(dh)
     dc = _np.array(dc)
     tmp = _np.empty((n, h), y.dtype)
-    for t in _order(t_len, not reverse):
-        dh += dy[t]
+
+    def step(t: int) -> None:   # (in-place ufuncs: dh and dc belong to the enclosing call)
+        _np.add(dh, dy[t], out=dh)
         _np.multiply(dh, carry[t], out=tmp)
-        dc += tmp
+        _np.add(dc, tmp, out=dc)
         _np.multiply(dh, d_o[t], out=d_pre[t, :, 3])
         _np.multiply(factors[t], dc[:, None, :], out=d_pre[t, :, :3])
-        dc *= f[t]
-        _np.matmul(d_pre[t].reshape(n, 4 * h), w_hh, out=dh)
-    dx, dw_ih, dw_hh, db = _weight_grads(d_pre.reshape(t_len, n, 4 * h), x,
-                                         _previous(y, h0, reverse), w_ih)
-    return dx, dw_ih, dw_hh, db, db.copy(), dh, dc
+        _np.multiply(dc, f[t], out=dc)
+        _np.matmul(flat[t], w_hh, out=dh)
+    _reverse_chunks(t_len, reverse, step, grads)
+    return (*grads.result(), dh, dc)
 
 
 def _gru_backward(dy, dh, x, w_ih, w_hh, h0, y, gates, hn, reverse):
@@ -214,35 +309,36 @@ def _gru_backward(dy, dh, x, w_ih, w_hh, h0, y, gates, hn, reverse):
     dn_r = dn * r                                    # the h-side n gradient, dh * dn_r
     d_x = _np.empty((t_len, n, 3, h), y.dtype)
     d_h = _np.empty((t_len, n, 3, h), y.dtype)
+    grads = _WeightGrads(d_x.reshape(t_len, n, 3 * h), d_h.reshape(t_len, n, 3 * h), x, prev,
+                         w_ih)
     dh = _np.array(dh)
     tmp = _np.empty((n, h), y.dtype)
-    for t in _order(t_len, not reverse):
-        dh += dy[t]
+
+    def step(t: int) -> None:
+        _np.add(dh, dy[t], out=dh)
         _np.multiply(factors[t], dh[:, None, :], out=d_x[t])
         d_h[t, :, :2] = d_x[t, :, :2]
         _np.multiply(dh, dn_r[t], out=d_h[t, :, 2])
         _np.multiply(dh, z[t], out=tmp)
         _np.matmul(d_h[t].reshape(n, 3 * h), w_hh, out=dh)
-        dh += tmp
-    d_x = d_x.reshape(t_len * n, 3 * h)
-    d_h = d_h.reshape(t_len * n, 3 * h)
-    dx = (d_x @ w_ih).reshape(x.shape)
-    dw_ih = d_x.T @ x.reshape(t_len * n, -1)
-    dw_hh = d_h.T @ prev.reshape(t_len * n, h)
-    return dx, dw_ih, dw_hh, d_x.sum(axis=0), d_h.sum(axis=0), dh
+        _np.add(dh, tmp, out=dh)
+    _reverse_chunks(t_len, reverse, step, grads)
+    return (*grads.result(), dh)
 
 
 def _simple_backward(dy, dh, x, w_ih, w_hh, h0, y, reverse, relu: bool):
     t_len, n, h = y.shape
     slope = (y > 0).astype(y.dtype) if relu else 1 - y * y
     d_pre = _np.empty_like(y)
+    grads = _WeightGrads(d_pre, d_pre, x, _previous(y, h0, reverse), w_ih)
     dh = _np.array(dh)
-    for t in _order(t_len, not reverse):
-        dh += dy[t]
+
+    def step(t: int) -> None:
+        _np.add(dh, dy[t], out=dh)
         _np.multiply(dh, slope[t], out=d_pre[t])
         _np.matmul(d_pre[t], w_hh, out=dh)
-    dx, dw_ih, dw_hh, db = _weight_grads(d_pre, x, _previous(y, h0, reverse), w_ih)
-    return dx, dw_ih, dw_hh, db, db.copy(), dh
+    _reverse_chunks(t_len, reverse, step, grads)
+    return (*grads.result(), dh)
 
 
 # ----------------------------------------------------------------------------------------------
