@@ -222,7 +222,7 @@ class _WeightGrads:
     def __init__(self, d_x, d_h, x, prev, w_ih):
         self.d_x, self.d_h, self.x, self.prev, self.w_ih = d_x, d_h, x, prev, w_ih
         gh = d_x.shape[2]
-        self.dx = _np.empty_like(x)
+        self.dx = _np.empty(x.shape, x.dtype)   # C order: filled through reshaped views
         self.dw_ih = _np.zeros((gh, x.shape[2]), x.dtype)
         self.dw_hh = _np.zeros((gh, prev.shape[2]), x.dtype)
         self.db_ih = _np.zeros(gh, x.dtype)

@@ -160,12 +160,18 @@ def test_ntc_layout_and_states_given_or_not():
     tnc.initialize()
     ntc = rnn.GRU(4, input_size=3, layout="NTC")
     ntc.initialize()
-    ntc.load_dict = None
     for k, p in tnc.collect_params().items():
         ntc.collect_params()[k].set_data(p.data())
     x = np.array(rng.standard_normal((5, 2, 3)).astype("float32"))
     out = tnc(x)
     assert_almost_equal(ntc(np.swapaxes(x, 0, 1)), np.swapaxes(out, 0, 1))
+    grads = []   # the NTC layer's operator sees a transposed (non-contiguous) input
+    for layer, inp in ((tnc, x.copy()), (ntc, np.array(np.swapaxes(x, 0, 1)))):
+        inp.attach_grad()
+        with autograd.record():
+            layer(inp).sum().backward()
+        grads.append(inp.grad)
+    assert_almost_equal(np.swapaxes(grads[1], 0, 1), grads[0])
     out2, [h] = tnc(x, tnc.begin_state(2))
     assert_almost_equal(out2, out)
     assert_almost_equal(h[0], out[-1])
