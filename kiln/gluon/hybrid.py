@@ -317,7 +317,7 @@ class HybridCache:
     def _verify(self, entry: _Entry, args, results) -> None:
         entry.verify_pending = False
         _update_plain(entry)
-        if any(n.op_def is not None and n.op_def.random for n in entry.graph.nodes):
+        if _draws_random(entry.graph):
             return  # random draws differ between two runs by design
         inputs = [args[i] for i in entry.free_arg_positions] + [p._data for p in entry.params]
         with _autograd.pause(train_mode=_STATE.training):
@@ -359,6 +359,13 @@ class HybridCache:
         return (f"{head} The optimised graph agrees with eager execution, so the "
                 f"{entry.compiled.backend!r} backend's generated code is at fault; its source is "
                 "in the cache entry (KILN_DEBUG=2 prints it).")
+
+
+def _draws_random(graph) -> bool:
+    """Whether the graph (or a loop or branch body in it) samples random numbers."""
+    return any((n.op_def is not None and n.op_def.random) or any(_draws_random(g) for g in
+                                                                  n.subgraphs)
+               for n in graph.nodes)
 
 
 def _params_unchanged(entry: _Entry) -> bool:

@@ -15,8 +15,8 @@ Control-flow operators (``foreach``, ``while_loop``, ``cond``: ``has_subgraphs =
 their bodies as graphs on the node (``Node.subgraphs``), never in the attributes; each of their
 functions takes the bodies first: ``impl(bodies, *arrays)`` gets callables a backend built from
 the graphs (see `kiln.ops.control_flow.Body`), ``infer(graphs, *avals)`` and
-``grad(graphs, inputs, outputs, cotangents)`` the graphs themselves. `infer_avals` and
-`call_impl` hide the difference from code that handles every operator alike.
+``grad(graphs, inputs, outputs, cotangents)`` the graphs themselves. `infer_avals` hides the
+difference from code that infers types for every operator alike.
 
 Defining the class registers it: ``REGISTRY["relu"]`` is the class. Methods are written without
 ``self`` (they become static methods), because an operator is a record of functions, not an object

@@ -398,3 +398,22 @@ def test_the_examples_in_the_error_message_run_eagerly_and_compiled():
     x, s = _rand(3), np.array([0.5, 1.0])
     check_jit(f, x, s)
     assert_all_same(f(x, s)[1], np.array([4.0, 8.0]))
+
+
+def test_verify_compares_loops_and_skips_random_bodies():
+    def noisy(x, h):
+        return npx.foreach(lambda x_t, s: (npx.dropout(x_t, 0.5) + s[0], s), x, [h])[0]
+    x, h = _rand(3, 4), _rand(4, seed=1)
+    kiln.jit(rnn, verify=True)(_rand(5, 2, 3), _rand(2, 3, seed=1))   # compared with eager
+    with autograd.train_mode():
+        kiln.jit(noisy, verify=True)(x, h)                           # random: not compared
+
+
+def test_node_impl_runs_any_node_for_a_backend_in_python():
+    from kiln.backend import node_impl
+
+    x, h = _rand(5, 2, 3), _rand(2, 3, seed=1)
+    graph = kiln.jit(rnn).traced_graph(x, h)
+    (node,) = [n for n in graph.nodes if n.op == "foreach"]
+    outs = node_impl(node)(x.asnumpy(), h.asnumpy())
+    assert_all_same(list(outs), list(rnn(x, h)))
