@@ -115,10 +115,11 @@ def _check_states(what: str, old: list, new: list) -> None:
 
 
 def _pair(res, what: str) -> tuple:
+    """(outputs, new_states) from a body; either part may be None (nothing)."""
     if not isinstance(res, (tuple, list)) or len(res) != 2:
         raise KilnError(f"{what} must return a pair (outputs, new_states), not "
                         f"{type(res).__name__}{_where()}")
-    return res[0], res[1]
+    return ([] if res[0] is None else res[0]), ([] if res[1] is None else res[1])
 
 
 def _steps(data: list, what: str) -> int:
@@ -300,9 +301,7 @@ def while_loop(cond: Callable, func: Callable, loop_vars, max_iterations: int | 
 
 
 def _func_result(res) -> tuple:
-    """MXNet's func may return (step_output, new_loop_vars), either part None."""
-    out, new = _pair(res, "while_loop: func")
-    return ([] if out is None else out), ([] if new is None else new)
+    return _pair(res, "while_loop: func")
 
 
 def _truth(pred, what: str) -> bool:

@@ -97,6 +97,7 @@ class HybridCache:
         self.traces = 0
         self.warned = False
         self.nested: dict = {}   # list structure of the arguments -> its own cache
+        self.last_nested = None
 
     # -- signatures -------------------------------------------------------------------------------
     def _key(self, args, kwargs):
@@ -169,6 +170,7 @@ class HybridCache:
             inner = HybridCache(lambda *xs, **kw: fn(*unflatten(tree, xs), **kw), self.name,
                                 self.options)
             self.nested[key] = inner
+        self.last_nested = (tree, inner)   # what export() traces again
         return inner(tuple(leaves), kwargs)
 
     def _write_state(self, entry: _Entry, results) -> None:

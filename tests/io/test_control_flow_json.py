@@ -185,3 +185,19 @@ def test_bad_subgraphs_are_format_errors_naming_the_subgraph():
     node["subgraphs"] = []
     with pytest.raises(FormatError, match="0 subgraphs, but _foreach takes 1"):
         parse_json(json.dumps(doc), "cf-symbol.json")
+
+
+def test_a_layer_called_with_states_exports_them_as_inputs(tmp_path):
+    from kiln.gluon import rnn
+
+    layer = rnn.LSTM(4, input_size=3)
+    layer.initialize()
+    layer.hybridize()
+    x = np.array(onp.random.default_rng(0).standard_normal((5, 2, 3)).astype("float32"))
+    states = [np.ones((1, 2, 4)) * 0.5, np.ones((1, 2, 4)) * -0.25]
+    out, new_states = layer(x, states)
+    sym_file, params_file = layer.export(str(tmp_path / "lstm"))
+    back = SymbolBlock.imports(sym_file, ["data0", "data1", "data2"], params_file)
+    got = back(x, *states)
+    for g, e in zip(got, [out, *new_states]):
+        onp.testing.assert_allclose(g.asnumpy(), e.asnumpy(), rtol=1e-6, atol=1e-6)
