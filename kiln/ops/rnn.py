@@ -59,6 +59,17 @@ def _previous(y, h0, reverse: bool):
     return prev
 
 
+def _times_previous(out, seq, first, reverse: bool) -> None:
+    """out *= the state each step started from (`seq` shifted by one step, `first` at the
+    start), without materializing the shifted sequence."""
+    if reverse:
+        out[:-1] *= seq[1:]
+        out[-1] *= first
+    else:
+        out[1:] *= seq[:-1]
+        out[0] *= first
+
+
 def _sigmoid_scale(h: int, gates: str, dtype) -> _np.ndarray:
     """0.5 on sigmoid gates, 1 on tanh gates: sigmoid(x) = 0.5 * tanh(0.5 x) + 0.5."""
     return _np.concatenate([_np.full(h, 1.0 if g == "t" else 0.5, dtype) for g in gates])
@@ -270,14 +281,26 @@ def _reverse_chunks(t_len: int, reverse: bool, step, grads: _WeightGrads) -> Non
 def _lstm_backward(dy, dh, dc, x, w_ih, w_hh, h0, c0, y, gates, cells, reverse):
     t_len, n, h = y.shape
     i, f, g, o = (gates[..., k * h:(k + 1) * h] for k in range(4))
-    prev_c = _previous(cells, c0, reverse)
+    # every factor that does not depend on the recurrence, for all steps at once (in place:
+    # fresh temporaries of this size cost more in page faults than the arithmetic)
     tc = _np.tanh(cells)
-    carry = o * (1 - tc * tc)                        # dc += dh * carry
-    d_o = tc * o * (1 - o)                           # do_pre = dh * d_o
+    carry = _np.multiply(tc, tc)                     # dc += dh * o (1 - tanh(c)^2)
+    _np.subtract(1, carry, out=carry)
+    carry *= o
+    d_o = _np.subtract(1, o)                         # do_pre = dh * tanh(c) o (1 - o)
+    d_o *= o
+    d_o *= tc
     factors = _np.empty((t_len, n, 3, h), y.dtype)   # [di, df, dc~]_pre = dc * factors
-    _np.multiply(g * i, 1 - i, out=factors[:, :, 0])
-    _np.multiply(prev_c * f, 1 - f, out=factors[:, :, 1])
-    _np.multiply(i, 1 - g * g, out=factors[:, :, 2])
+    f_i, f_f, f_g = factors[:, :, 0], factors[:, :, 1], factors[:, :, 2]
+    _np.subtract(1, i, out=f_i)                      # c~ i (1 - i)
+    f_i *= i
+    f_i *= g
+    _np.subtract(1, f, out=f_f)                      # c_prev f (1 - f)
+    f_f *= f
+    _times_previous(f_f, cells, c0, reverse)
+    _np.multiply(g, g, out=f_g)                      # i (1 - c~^2)
+    _np.subtract(1, f_g, out=f_g)
+    f_g *= i
     d_pre = _np.empty((t_len, n, 4, h), y.dtype)
     flat = d_pre.reshape(t_len, n, 4 * h)
     grads = _WeightGrads(flat, flat, x, _previous(y, h0, reverse), w_ih)
