@@ -44,13 +44,13 @@ __all__ = ["Body", "bodies_for", "Foreach", "WhileLoop", "Cond"]
 
 class Body:
     """A body ready to run: ``fn(*arrays) -> tuple of arrays`` (never one of its inputs' own
-    memory), with the avals of its outputs (what a loop of zero steps still needs)."""
+    memory), with the avals of its outputs (what a loop of zero steps still needs). It keeps no
+    reference to its graph (`bodies_for` caches bodies by graph, weakly)."""
 
-    __slots__ = ("fn", "graph", "out_avals", "source")
+    __slots__ = ("fn", "out_avals", "source")
 
     def __init__(self, fn: Callable, graph, source: str = ""):
         self.fn = fn
-        self.graph = graph
         self.out_avals = tuple(v.aval for v in graph.outputs)
         self.source = source
 
