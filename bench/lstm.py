@@ -6,7 +6,8 @@
 Sizes: input 128, hidden 256, sequence 35, batch 32, float32; one call is the layer's forward on
 a (35, 32, 128) input that needs a gradient, the sum of its output, and the backward (gradients
 of the input and the four parameters). kiln runs `gluon.rnn.LSTM` hybridized under
-`autograd.record()` (`--blas-default`: also with NumPy's default BLAS threads inside the layer);
+`autograd.record()` (`--kiln-variants`: also on one thread, and with NumPy's default BLAS
+threads inside the layer);
 PyTorch runs `torch.nn.LSTM` eagerly, with its default threads and with one.
 
 Each framework runs in its own process (the peer's NumPy differs from kiln's); the driver
@@ -69,6 +70,8 @@ def worker(kind: str) -> None:
     """Build the step, warm up, then time `calls` calls per line read ("run <calls>")."""
     if kind == "kiln-blas":
         os.environ["KILN_RNN_BLAS_THREADS"] = "0"
+    if kind == "kiln-1":
+        os.environ["KILN_RNN_THREADS"] = "1"
     step = kiln_step() if kind.startswith("kiln") else torch_step(
         1 if kind == "torch-1" else None)
     for _ in range(5):
@@ -99,8 +102,9 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=3)
     parser.add_argument("--torch-python", default=os.path.join(
         os.environ.get("KILN_PEERS", "/tmp/kiln-peers"), "tp", "bin", "python"))
-    parser.add_argument("--blas-default", action="store_true",
-                        help="also time kiln with NumPy's default BLAS threads in the layer "
+    parser.add_argument("--kiln-variants", action="store_true",
+                        help="also time kiln on one thread (KILN_RNN_THREADS=1) and with "
+                             "NumPy's default BLAS threads in the layer "
                              "(KILN_RNN_BLAS_THREADS=0)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--json", help="also write the results to this file")
@@ -110,7 +114,8 @@ def main() -> int:
         return 0
     me = os.path.abspath(__file__)
     commands = {"kiln (hybridized)": [sys.executable, me, "--worker", "kiln"]}
-    if args.blas_default:
+    if args.kiln_variants:
+        commands["kiln, one thread"] = [sys.executable, me, "--worker", "kiln-1"]
         commands["kiln, default BLAS threads"] = [sys.executable, me, "--worker", "kiln-blas"]
     if os.path.exists(args.torch_python):
         commands["PyTorch eager"] = [args.torch_python, me, "--worker", "torch"]

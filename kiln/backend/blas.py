@@ -2,9 +2,10 @@
 
 Recurrent layers run one small matrix product per time step. Split over threads, such a
 product spends more on synchronisation than it saves, and on a machine whose other cores are
-busy a BLAS thread waiting for its turn stalls every step (ten times slower on the shared
-2-core test machine). `blas_threads(1)` runs a loop of small products on one thread; the large
-products around it keep NumPy's default. Without a known BLAS it does nothing.
+busy a BLAS thread waiting for its turn stalls every step (several times slower on the shared
+2-core test machine). `blas_threads(1)` runs a block of such products on one thread (the
+recurrent operator gets its parallelism from splitting the batch instead). Without a known BLAS
+it does nothing.
 """
 
 from __future__ import annotations

@@ -15,8 +15,13 @@ into preallocated buffers (sigmoids as 0.5*tanh(0.5x)+0.5 with the 0.5 folded in
 so one tanh covers all gates). The gate activations (and LSTM's cell states) are hidden outputs
 the backward reads. The backward computes every per-step factor that does not depend on the
 recurrence for all steps at once, loops once in reverse with one `dgates @ W_hh` per step, and
-finishes with three large products for the weight and input gradients. Both run NumPy's BLAS
-on one thread (KILN_RNN_BLAS_THREADS): the products are small, and threads only add waiting.
+finishes with three large products for the weight and input gradients.
+
+Threads: the batch's rows are independent, so its two halves run their recurrences on two
+Python threads (NumPy releases the GIL in its loops; KILN_RNN_THREADS=1 keeps one), and the
+final products are shared between them too. NumPy's BLAS runs single-threaded inside the
+operator (KILN_RNN_BLAS_THREADS): its products are small, and on a loaded machine an OpenBLAS
+thread waiting for a busy core stalls every step.
 
 `reverse=True` runs the sequence from its last step (the second direction of a bidirectional
 layer); outputs stay in time order. Gradients of gradients are not implemented.
@@ -47,6 +52,75 @@ def _blas():
     return blas_threads(n) if n > 0 else contextlib.nullcontext()
 
 
+# ----------------------------------------------------------------------------------------------
+# two threads: the batch's two halves run their recurrences side by side
+# ----------------------------------------------------------------------------------------------
+
+_POOL: list = []
+_MIN_HALF = 8     # rows per half below which splitting costs more than it gains
+
+
+def _helper():
+    """One helper thread. NumPy releases the GIL inside its matrix products and array loops,
+    so on an idle second core the halves run in parallel; on a busy machine they take turns
+    (no BLAS thread spins waiting for a core)."""
+    if not _POOL:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="kiln-rnn"))
+    return _POOL[0]
+
+
+def _both(first, second) -> None:
+    """Run `first()` here and `second()` on the helper thread; wait for both."""
+    if second is None:
+        first()
+        return
+    fut = _helper().submit(second)
+    try:
+        first()
+    finally:
+        fut.result()
+
+
+def _halves(n: int) -> list[tuple[int, int]]:
+    """The batch rows each thread runs (KILN_RNN_THREADS=1: one thread)."""
+    if env_int("KILN_RNN_THREADS", 2) < 2 or n < 2 * _MIN_HALF:
+        return [(0, n)]
+    return [(0, n // 2), (n // 2, n)]
+
+
+def _by_rows(n: int, fn) -> None:
+    """fn(lo, hi) for each half of the batch rows, in parallel."""
+    parts = _halves(n)
+    _both(lambda: fn(*parts[0]), (lambda: fn(*parts[1])) if len(parts) > 1 else None)
+
+
+def _order(t_len: int, reverse: bool) -> range:
+    return range(t_len - 1, -1, -1) if reverse else range(t_len)
+
+
+def _project(x, w_x, bias):
+    """x @ w_x + bias for every step at once: (T, N, G*H), the two halves of the rows of
+    the product in parallel."""
+    t_len, n, _ = x.shape
+    rows = x.reshape(t_len * n, -1)
+    out = _np.empty((t_len * n, w_x.shape[1]), x.dtype)
+
+    def part(lo: int, hi: int) -> None:
+        _np.matmul(rows[lo:hi], w_x, out=out[lo:hi])
+        out[lo:hi] += bias
+    _by_rows(t_len * n, part)
+    return out.reshape(t_len, n, -1)
+
+
+def _last(seq, first, reverse: bool):
+    """The state after the last step (a copy; `first` when there are no steps)."""
+    if not len(seq):
+        return _np.array(first)
+    return seq[0 if reverse else -1].copy()
+
+
 def _previous(y, h0, reverse: bool):
     """(T, N, H): the state each step started from."""
     prev = _np.empty_like(y)
@@ -75,57 +149,6 @@ def _sigmoid_scale(h: int, gates: str, dtype) -> _np.ndarray:
     return _np.concatenate([_np.full(h, 1.0 if g == "t" else 0.5, dtype) for g in gates])
 
 
-_POOL: list = []
-
-
-def _worker():
-    """One helper thread: the large products of steps already done (or not yet needed) run
-    there while the recurrence runs on the calling thread. NumPy releases the GIL in matrix
-    products, so on an idle second core they overlap; on a busy machine they simply queue."""
-    if not _POOL:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _POOL.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="kiln-rnn"))
-    return _POOL[0]
-
-
-def _chunks(t_len: int, reverse: bool, parts: int = 4) -> list[range]:
-    """The steps in processing order, cut into `parts` runs."""
-    size = max(1, -(-t_len // parts))
-    starts = range(0, t_len, size)
-    runs = [range(s, min(s + size, t_len)) for s in starts]
-    return [range(r.stop - 1, r.start - 1, -1) for r in reversed(runs)] if reverse else runs
-
-
-def _project(x, w_x, bias):
-    """x @ w_x + bias for every step, as a list of futures per run of steps (in processing
-    order) and the array they fill."""
-    t_len, n, _ = x.shape
-    xw = _np.empty((t_len, n, w_x.shape[1]), x.dtype)
-
-    def run(lo: int, hi: int) -> None:
-        _np.matmul(x[lo:hi].reshape((hi - lo) * n, -1), w_x,
-                   out=xw[lo:hi].reshape((hi - lo) * n, -1))
-        xw[lo:hi] += bias
-    return xw, run
-
-
-def _run_chunks(t_len: int, reverse: bool, project, step) -> None:
-    """Run `step(t)` over every step in order, the projection of the next run of steps going
-    on in the helper thread meanwhile."""
-    runs = _chunks(t_len, reverse)
-    pool = _worker()
-    futures = [pool.submit(project, min(r), max(r) + 1) for r in runs]
-    try:
-        for r, fut in zip(runs, futures):
-            fut.result()
-            for t in r:
-                step(t)
-    finally:
-        for fut in futures:
-            fut.cancel()
-
-
 # ----------------------------------------------------------------------------------------------
 # forward
 # ----------------------------------------------------------------------------------------------
@@ -137,30 +160,30 @@ def _lstm(x, w_ih, w_hh, b_ih, b_hh, h0, c0, reverse):
     alpha = scale                                    # then sigmoid = 0.5 * tanh + 0.5
     beta = _np.where(scale == 0.5, 0.5, 0.0).astype(x.dtype)
     w_h = _np.ascontiguousarray((w_hh * scale[:, None]).T)
-    xw, project = _project(x, (w_ih * scale[:, None]).T, (b_ih + b_hh) * scale)
+    xw = _project(x, (w_ih * scale[:, None]).T, (b_ih + b_hh) * scale)
     gates = _np.empty((t_len, n, 4 * h), x.dtype)
     cells = _np.empty((t_len, n, h), x.dtype)
     y = _np.empty((t_len, n, h), x.dtype)
-    tmp = _np.empty((n, h), x.dtype)
-    state = [h0, c0]
 
-    def step(t: int) -> None:
-        hp, cp = state
-        g = gates[t]
-        _np.matmul(hp, w_h, out=g)
-        g += xw[t]
-        _np.tanh(g, out=g)
-        g *= alpha
-        g += beta
-        c = cells[t]
-        _np.multiply(g[:, h:2 * h], cp, out=c)
-        _np.multiply(g[:, :h], g[:, 2 * h:3 * h], out=tmp)
-        c += tmp
-        _np.tanh(c, out=tmp)
-        _np.multiply(g[:, 3 * h:], tmp, out=y[t])
-        state[:] = y[t], c
-    _run_chunks(t_len, reverse, project, step)
-    return y, state[0].copy(), state[1].copy(), gates, cells
+    def rows(lo: int, hi: int) -> None:
+        tmp = _np.empty((hi - lo, h), x.dtype)
+        hp, cp = h0[lo:hi], c0[lo:hi]
+        for t in _order(t_len, reverse):
+            g = gates[t, lo:hi]
+            _np.matmul(hp, w_h, out=g)
+            g += xw[t, lo:hi]
+            _np.tanh(g, out=g)
+            g *= alpha
+            g += beta
+            c = cells[t, lo:hi]
+            _np.multiply(g[:, h:2 * h], cp, out=c)
+            _np.multiply(g[:, :h], g[:, 2 * h:3 * h], out=tmp)
+            c += tmp
+            _np.tanh(c, out=tmp)
+            hp, cp = y[t, lo:hi], c
+            _np.multiply(g[:, 3 * h:], tmp, out=hp)
+    _by_rows(n, rows)
+    return y, _last(y, h0, reverse), _last(cells, c0, reverse), gates, cells
 
 
 def _gru(x, w_ih, w_hh, b_ih, b_hh, h0, reverse):
@@ -171,197 +194,178 @@ def _gru(x, w_ih, w_hh, b_ih, b_hh, h0, reverse):
     w_h = _np.ascontiguousarray((w_hh * scale[:, None]).T)
     bias = b_ih.copy()
     bias[rz] += b_hh[rz]
-    xw, project = _project(x, (w_ih * scale[:, None]).T, bias * scale)
+    xw = _project(x, (w_ih * scale[:, None]).T, bias * scale)
     b_hn = b_hh[2 * h:]
     gates = _np.empty((t_len, n, 3 * h), x.dtype)   # r, z, n
     hn = _np.empty((t_len, n, h), x.dtype)          # W_hn h + b_hn
     y = _np.empty((t_len, n, h), x.dtype)
-    hw = _np.empty((n, 3 * h), x.dtype)
-    tmp = _np.empty((n, h), x.dtype)
-    state = [h0]
 
-    def step(t: int) -> None:
-        hp = state[0]
-        g = gates[t]
-        _np.matmul(hp, w_h, out=hw)
-        _np.add(xw[t, :, rz], hw[:, rz], out=g[:, rz])
-        _np.tanh(g[:, rz], out=g[:, rz])
-        g[:, rz] *= 0.5
-        g[:, rz] += 0.5
-        _np.add(hw[:, 2 * h:], b_hn, out=hn[t])
-        nt = g[:, 2 * h:]
-        _np.multiply(g[:, :h], hn[t], out=nt)
-        nt += xw[t, :, 2 * h:]
-        _np.tanh(nt, out=nt)
-        _np.subtract(hp, nt, out=tmp)            # h' = n + z * (h - n)
-        _np.multiply(tmp, g[:, h:2 * h], out=tmp)
-        _np.add(nt, tmp, out=y[t])
-        state[0] = y[t]
-    _run_chunks(t_len, reverse, project, step)
-    return y, state[0].copy(), gates, hn
+    def rows(lo: int, hi: int) -> None:
+        hw = _np.empty((hi - lo, 3 * h), x.dtype)
+        tmp = _np.empty((hi - lo, h), x.dtype)
+        hp = h0[lo:hi]
+        for t in _order(t_len, reverse):
+            g = gates[t, lo:hi]
+            _np.matmul(hp, w_h, out=hw)
+            _np.add(xw[t, lo:hi, rz], hw[:, rz], out=g[:, rz])
+            _np.tanh(g[:, rz], out=g[:, rz])
+            g[:, rz] *= 0.5
+            g[:, rz] += 0.5
+            _np.add(hw[:, 2 * h:], b_hn, out=hn[t, lo:hi])
+            nt = g[:, 2 * h:]
+            _np.multiply(g[:, :h], hn[t, lo:hi], out=nt)
+            nt += xw[t, lo:hi, 2 * h:]
+            _np.tanh(nt, out=nt)
+            _np.subtract(hp, nt, out=tmp)            # h' = n + z * (h - n)
+            tmp *= g[:, h:2 * h]
+            hp = y[t, lo:hi]
+            _np.add(nt, tmp, out=hp)
+    _by_rows(n, rows)
+    return y, _last(y, h0, reverse), gates, hn
 
 
 def _simple(x, w_ih, w_hh, b_ih, b_hh, h0, reverse, relu: bool):
     t_len, n, _ = x.shape
-    xw, project = _project(x, w_ih.T, b_ih + b_hh)
+    xw = _project(x, w_ih.T, b_ih + b_hh)
     w_h = _np.ascontiguousarray(w_hh.T)
     y = _np.empty_like(xw)
-    state = [h0]
 
-    def step(t: int) -> None:
-        a = y[t]
-        _np.matmul(state[0], w_h, out=a)
-        a += xw[t]
-        if relu:
-            _np.maximum(a, 0, out=a)
-        else:
-            _np.tanh(a, out=a)
-        state[0] = a
-    _run_chunks(t_len, reverse, project, step)
-    return y, _np.array(state[0])
+    def rows(lo: int, hi: int) -> None:
+        hp = h0[lo:hi]
+        for t in _order(t_len, reverse):
+            a = y[t, lo:hi]
+            _np.matmul(hp, w_h, out=a)
+            a += xw[t, lo:hi]
+            if relu:
+                _np.maximum(a, 0, out=a)
+            else:
+                _np.tanh(a, out=a)
+            hp = a
+    _by_rows(n, rows)
+    return y, _last(y, h0, reverse)
 
 
 # ----------------------------------------------------------------------------------------------
 # backward
 # ----------------------------------------------------------------------------------------------
 
-class _WeightGrads:
-    """dx, dW_ih, dW_hh and the biases' gradients from the pre-activation gradients of the
-    steps (x side `d_x`, h side `d_h`, (T, N, G*H) each), accumulated run by run on the helper
-    thread while the reverse loop goes on with the earlier steps."""
+def _weight_grads(d_x, d_h, x, prev, w_ih) -> tuple:
+    """dx, dW_ih, dW_hh, db_ih, db_hh from the pre-activation gradients of every step on the x
+    side `d_x` and the h side `d_h` ((T, N, G*H); the same array but for GRU), the h-side
+    product on the helper thread while the x-side ones run here."""
+    t_len, n, gh = d_x.shape
+    dx2, dh2 = d_x.reshape(t_len * n, gh), d_h.reshape(t_len * n, gh)
+    out = {}
 
-    def __init__(self, d_x, d_h, x, prev, w_ih):
-        self.d_x, self.d_h, self.x, self.prev, self.w_ih = d_x, d_h, x, prev, w_ih
-        gh = d_x.shape[2]
-        self.dx = _np.empty(x.shape, x.dtype)   # C order: filled through reshaped views
-        self.dw_ih = _np.zeros((gh, x.shape[2]), x.dtype)
-        self.dw_hh = _np.zeros((gh, prev.shape[2]), x.dtype)
-        self.db_ih = _np.zeros(gh, x.dtype)
-        self.db_hh = _np.zeros(gh, x.dtype)
-        self.pending = None
+    def h_side() -> None:
+        out["dw_hh"] = dh2.T @ prev.reshape(t_len * n, -1)
+        out["db_hh"] = dh2.sum(axis=0)
 
-    def _run(self, lo: int, hi: int) -> None:
-        rows = (hi - lo) * self.x.shape[1]
-        d_x = self.d_x[lo:hi].reshape(rows, -1)
-        d_h = self.d_h[lo:hi].reshape(rows, -1)
-        _np.matmul(d_x, self.w_ih, out=self.dx[lo:hi].reshape(rows, -1))
-        self.dw_ih += d_x.T @ self.x[lo:hi].reshape(rows, -1)
-        self.dw_hh += d_h.T @ self.prev[lo:hi].reshape(rows, -1)
-        self.db_ih += d_x.sum(axis=0)
-        self.db_hh += d_h.sum(axis=0) if d_h is not d_x else 0
-
-    def submit(self, steps: range) -> None:
-        """The steps of `steps` are done: queue their share."""
-        self.wait()
-        self.pending = _worker().submit(self._run, min(steps), max(steps) + 1)
-
-    def wait(self) -> None:
-        if self.pending is not None:
-            self.pending.result()
-            self.pending = None
-
-    def result(self) -> tuple:
-        self.wait()
-        if self.d_h is self.d_x:
-            self.db_hh[:] = self.db_ih
-        return self.dx, self.dw_ih, self.dw_hh, self.db_ih, self.db_hh
-
-
-def _reverse_chunks(t_len: int, reverse: bool, step, grads: _WeightGrads) -> None:
-    """The reverse loop, handing each finished run of steps to `grads`."""
-    try:
-        for r in _chunks(t_len, not reverse):
-            for t in r:
-                step(t)
-            grads.submit(r)
-    finally:
-        grads.wait()
+    def x_side() -> None:
+        out["dx"] = (dx2 @ w_ih).reshape(x.shape)
+        out["dw_ih"] = dx2.T @ x.reshape(t_len * n, -1)
+        out["db_ih"] = dx2.sum(axis=0)
+    if len(_halves(n)) > 1:
+        _both(x_side, h_side)
+    else:
+        x_side()
+        h_side()
+    return out["dx"], out["dw_ih"], out["dw_hh"], out["db_ih"], out["db_hh"]
 
 
 def _lstm_backward(dy, dh, dc, x, w_ih, w_hh, h0, c0, y, gates, cells, reverse):
     t_len, n, h = y.shape
-    i, f, g, o = (gates[..., k * h:(k + 1) * h] for k in range(4))
-    # every factor that does not depend on the recurrence, for all steps at once (in place:
-    # fresh temporaries of this size cost more in page faults than the arithmetic)
-    tc = _np.tanh(cells)
-    carry = _np.multiply(tc, tc)                     # dc += dh * o (1 - tanh(c)^2)
-    _np.subtract(1, carry, out=carry)
-    carry *= o
-    d_o = _np.subtract(1, o)                         # do_pre = dh * tanh(c) o (1 - o)
-    d_o *= o
-    d_o *= tc
-    factors = _np.empty((t_len, n, 3, h), y.dtype)   # [di, df, dc~]_pre = dc * factors
-    f_i, f_f, f_g = factors[:, :, 0], factors[:, :, 1], factors[:, :, 2]
-    _np.subtract(1, i, out=f_i)                      # c~ i (1 - i)
-    f_i *= i
-    f_i *= g
-    _np.subtract(1, f, out=f_f)                      # c_prev f (1 - f)
-    f_f *= f
-    _times_previous(f_f, cells, c0, reverse)
-    _np.multiply(g, g, out=f_g)                      # i (1 - c~^2)
-    _np.subtract(1, f_g, out=f_g)
-    f_g *= i
-    d_pre = _np.empty((t_len, n, 4, h), y.dtype)
-    flat = d_pre.reshape(t_len, n, 4 * h)
-    grads = _WeightGrads(flat, flat, x, _previous(y, h0, reverse), w_ih)
-    dh = _np.array(dh)
-    dc = _np.array(dc)
-    tmp = _np.empty((n, h), y.dtype)
+    d_pre = _np.empty((t_len, n, 4 * h), y.dtype)
+    dh0, dc0 = _np.empty_like(dh), _np.empty_like(dc)
 
-    def step(t: int) -> None:   # (in-place ufuncs: dh and dc belong to the enclosing call)
-        _np.add(dh, dy[t], out=dh)
-        _np.multiply(dh, carry[t], out=tmp)
-        _np.add(dc, tmp, out=dc)
-        _np.multiply(dh, d_o[t], out=d_pre[t, :, 3])
-        _np.multiply(factors[t], dc[:, None, :], out=d_pre[t, :, :3])
-        _np.multiply(dc, f[t], out=dc)
-        _np.matmul(flat[t], w_hh, out=dh)
-    _reverse_chunks(t_len, reverse, step, grads)
-    return (*grads.result(), dh, dc)
+    def rows(lo: int, hi: int) -> None:
+        i, f, g, o = (gates[:, lo:hi, k * h:(k + 1) * h] for k in range(4))
+        # every factor that does not depend on the recurrence, for all steps at once (in place,
+        # into few buffers)
+        tc = _np.tanh(cells[:, lo:hi])
+        carry = _np.multiply(tc, tc)                 # dc += dh * o (1 - tanh(c)^2)
+        _np.subtract(1, carry, out=carry)
+        carry *= o
+        d_o = _np.subtract(1, o)                     # do_pre = dh * tanh(c) o (1 - o)
+        d_o *= o
+        d_o *= tc
+        factors = _np.empty((t_len, hi - lo, 3, h), y.dtype)   # [di, df, dc~]_pre = dc * this
+        f_i, f_f, f_g = factors[:, :, 0], factors[:, :, 1], factors[:, :, 2]
+        _np.subtract(1, i, out=f_i)                  # c~ i (1 - i)
+        f_i *= i
+        f_i *= g
+        _np.subtract(1, f, out=f_f)                  # c_prev f (1 - f)
+        f_f *= f
+        _times_previous(f_f, cells[:, lo:hi], c0[lo:hi], reverse)
+        _np.multiply(g, g, out=f_g)                  # i (1 - c~^2)
+        _np.subtract(1, f_g, out=f_g)
+        f_g *= i
+        by_gate = d_pre[:, lo:hi].reshape(t_len, hi - lo, 4, h)
+        d_h = _np.array(dh[lo:hi])
+        d_c = _np.array(dc[lo:hi])
+        tmp = _np.empty((hi - lo, h), y.dtype)
+        for t in _order(t_len, not reverse):
+            d_h += dy[t, lo:hi]
+            _np.multiply(d_h, carry[t], out=tmp)
+            d_c += tmp
+            _np.multiply(d_h, d_o[t], out=by_gate[t, :, 3])
+            _np.multiply(factors[t], d_c[:, None, :], out=by_gate[t, :, :3])
+            d_c *= f[t]
+            _np.matmul(d_pre[t, lo:hi], w_hh, out=d_h)
+        dh0[lo:hi], dc0[lo:hi] = d_h, d_c
+    _by_rows(n, rows)
+    grads = _weight_grads(d_pre, d_pre, x, _previous(y, h0, reverse), w_ih)
+    return (*grads, dh0, dc0)
 
 
 def _gru_backward(dy, dh, x, w_ih, w_hh, h0, y, gates, hn, reverse):
     t_len, n, h = y.shape
-    r, z, nt = (gates[..., k * h:(k + 1) * h] for k in range(3))
     prev = _previous(y, h0, reverse)
-    dn = (1 - z) * (1 - nt * nt)                     # dn_pre = dh * dn
-    factors = _np.empty((t_len, n, 3, h), y.dtype)   # d(x-side)_pre = dh * factors
-    _np.multiply(dn * hn, r * (1 - r), out=factors[:, :, 0])
-    _np.multiply(prev - nt, z * (1 - z), out=factors[:, :, 1])
-    factors[:, :, 2] = dn
-    dn_r = dn * r                                    # the h-side n gradient, dh * dn_r
-    d_x = _np.empty((t_len, n, 3, h), y.dtype)
-    d_h = _np.empty((t_len, n, 3, h), y.dtype)
-    grads = _WeightGrads(d_x.reshape(t_len, n, 3 * h), d_h.reshape(t_len, n, 3 * h), x, prev,
-                         w_ih)
-    dh = _np.array(dh)
-    tmp = _np.empty((n, h), y.dtype)
+    d_x = _np.empty((t_len, n, 3 * h), y.dtype)
+    d_h = _np.empty((t_len, n, 3 * h), y.dtype)
+    dh0 = _np.empty_like(dh)
 
-    def step(t: int) -> None:
-        _np.add(dh, dy[t], out=dh)
-        _np.multiply(factors[t], dh[:, None, :], out=d_x[t])
-        d_h[t, :, :2] = d_x[t, :, :2]
-        _np.multiply(dh, dn_r[t], out=d_h[t, :, 2])
-        _np.multiply(dh, z[t], out=tmp)
-        _np.matmul(d_h[t].reshape(n, 3 * h), w_hh, out=dh)
-        _np.add(dh, tmp, out=dh)
-    _reverse_chunks(t_len, reverse, step, grads)
-    return (*grads.result(), dh)
+    def rows(lo: int, hi: int) -> None:
+        r, z, nt = (gates[:, lo:hi, k * h:(k + 1) * h] for k in range(3))
+        dn = (1 - z) * (1 - nt * nt)                 # dn_pre = dh * dn
+        factors = _np.empty((t_len, hi - lo, 3, h), y.dtype)   # d(x side)_pre = dh * this
+        _np.multiply(dn * hn[:, lo:hi], r * (1 - r), out=factors[:, :, 0])
+        _np.multiply(prev[:, lo:hi] - nt, z * (1 - z), out=factors[:, :, 1])
+        factors[:, :, 2] = dn
+        dn_r = dn * r                                # the h-side n gradient, dh * dn_r
+        by_x = d_x[:, lo:hi].reshape(t_len, hi - lo, 3, h)
+        by_h = d_h[:, lo:hi].reshape(t_len, hi - lo, 3, h)
+        grad = _np.array(dh[lo:hi])
+        tmp = _np.empty((hi - lo, h), y.dtype)
+        for t in _order(t_len, not reverse):
+            grad += dy[t, lo:hi]
+            _np.multiply(factors[t], grad[:, None, :], out=by_x[t])
+            by_h[t, :, :2] = by_x[t, :, :2]
+            _np.multiply(grad, dn_r[t], out=by_h[t, :, 2])
+            _np.multiply(grad, z[t], out=tmp)
+            _np.matmul(d_h[t, lo:hi], w_hh, out=grad)
+            grad += tmp
+        dh0[lo:hi] = grad
+    _by_rows(n, rows)
+    return (*_weight_grads(d_x, d_h, x, prev, w_ih), dh0)
 
 
 def _simple_backward(dy, dh, x, w_ih, w_hh, h0, y, reverse, relu: bool):
     t_len, n, h = y.shape
-    slope = (y > 0).astype(y.dtype) if relu else 1 - y * y
     d_pre = _np.empty_like(y)
-    grads = _WeightGrads(d_pre, d_pre, x, _previous(y, h0, reverse), w_ih)
-    dh = _np.array(dh)
+    dh0 = _np.empty_like(dh)
 
-    def step(t: int) -> None:
-        _np.add(dh, dy[t], out=dh)
-        _np.multiply(dh, slope[t], out=d_pre[t])
-        _np.matmul(d_pre[t], w_hh, out=dh)
-    _reverse_chunks(t_len, reverse, step, grads)
-    return (*grads.result(), dh)
+    def rows(lo: int, hi: int) -> None:
+        ys = y[:, lo:hi]
+        slope = (ys > 0).astype(y.dtype) if relu else 1 - ys * ys
+        grad = _np.array(dh[lo:hi])
+        for t in _order(t_len, not reverse):
+            grad += dy[t, lo:hi]
+            _np.multiply(grad, slope[t], out=d_pre[t, lo:hi])
+            _np.matmul(d_pre[t, lo:hi], w_hh, out=grad)
+        dh0[lo:hi] = grad
+    _by_rows(n, rows)
+    return (*_weight_grads(d_pre, d_pre, x, _previous(y, h0, reverse), w_ih), dh0)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -288,3 +288,27 @@ def test_a_character_language_model_learns_the_text():
     for prompt, following in (("two flashes and a pau", "s"), ("the keeper", " ")):
         x = np.array(onp.array([[chars.index(c) for c in prompt]], "float32"))
         assert chars[int(model(x)[0, -1].argmax().item())] == following
+
+
+@pytest.mark.parametrize("mode, gates", [("lstm", 4), ("gru", 3), ("rnn_relu", 1)])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_the_two_threads_compute_what_one_does(mode, gates, reverse, monkeypatch):
+    """A batch of 20 runs as two halves on two threads; KILN_RNN_THREADS=1 runs it whole."""
+    rng = onp.random.default_rng(6)
+    t, n, i, h = 6, 20, 3, 5
+    shapes = [(t, n, i), (gates * h, i), (gates * h, h), (gates * h,), (gates * h,), (n, h)]
+    arrays = [np.array(rng.standard_normal(s).astype("float32")) for s in shapes]
+    c0 = np.array(rng.standard_normal((n, h)).astype("float32")) if mode == "lstm" else None
+    results = []
+    for threads in ("2", "1"):
+        monkeypatch.setenv("KILN_RNN_THREADS", threads)
+        xs = [a.copy() for a in arrays]
+        for a in xs:
+            a.attach_grad()
+        with autograd.record():
+            out = [o for o in rnn_direction(*xs, c0, mode, reverse) if o is not None]
+            loss = sum((o * o).sum() for o in out)
+        loss.backward()
+        results.append([o.asnumpy() for o in out] + [a.grad.asnumpy() for a in xs])
+    for a, b in zip(*results):
+        onp.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
