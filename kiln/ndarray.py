@@ -71,12 +71,15 @@ _symbolic_apply = None
 tracing_hook = None
 
 
-def apply(op, args: tuple, attrs: dict = _EMPTY):
+def apply(op, args: tuple, attrs: dict = _EMPTY, subgraphs: tuple = ()):
     """Apply registry operator `op` to `args` with attributes `attrs`.
 
     Arrays compute now; if any argument is a symbol, a graph node is recorded instead.
-    Returns one output, or a tuple when the operator has several.
+    Returns one output, or a tuple when the operator has several. Control-flow operators take
+    their bodies as graphs in `subgraphs`.
     """
+    if subgraphs:
+        return _apply_control_flow(op, args, attrs, subgraphs)
     datas = []
     tracked = False
     for a in args:
@@ -116,6 +119,30 @@ def apply(op, args: tuple, attrs: dict = _EMPTY):
     if tracked and _STATE.recording and op.differentiable:
         _record(op, args, attrs, result)
     return result
+
+
+def _apply_control_flow(op, args: tuple, attrs: dict, subgraphs: tuple):
+    """`apply` for an operator with bodies: on arrays the bodies run compiled by the numpy
+    backend, and the tape node's gradient rule gets the body graphs."""
+    if any(getattr(a, "_kiln_symbolic", False) for a in args):
+        return _symbolic_apply(op, args, attrs, subgraphs)
+    from .ops.control_flow import bodies_for
+
+    datas = [a._data if isinstance(a, ndarray) else asarray_input(a) for a in args]
+    out = op.impl(bodies_for(subgraphs), *datas, **attrs)
+    outs = tuple(wrap(o) for o in out)
+    tracked = any(isinstance(a, ndarray) and (a._node is not None or a._grad_req is not None)
+                  for a in args)
+    if tracked and _STATE.recording and op.differentiable:
+        def vjp(inputs, outputs, cts, **kw):
+            return op.grad(subgraphs, inputs, outputs, cts, **kw)
+
+        inputs = tuple(a if isinstance(a, ndarray) else wrap(_np.asarray(a)) for a in args)
+        node = _TapeNode(vjp, inputs, attrs, len(outs), op.name, outs)
+        for i, o in enumerate(outs):
+            o._node = node
+            o._oidx = i
+    return outs if len(outs) != 1 else outs[0]
 
 
 def _record(op, args: tuple, attrs: dict, outs: tuple) -> None:
@@ -491,6 +518,10 @@ def __getattr__(name: str):
         import kiln
 
         return getattr(kiln, name)
+    if name == "contrib":
+        from . import contrib
+
+        return contrib
     if not name.startswith("__"):
         from .symbol import legacy
 

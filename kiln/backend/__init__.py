@@ -5,6 +5,12 @@ maps some graph inputs (parameters) to the NumPy arrays that hold them: a backen
 those arrays directly (they are updated in place by optimizers), and the compiled function takes
 only the other inputs. Backends register themselves by name; `get_backend` finds one.
 
+Control-flow nodes (`foreach`, `while_loop`, `cond`) carry their bodies as graphs in
+`node.subgraphs`; a backend compiles each body as a nested function or loop body and calls the
+operator's `impl(bodies, *arrays, **attrs)`, or lowers the loop itself (docs/control_flow.md).
+`node_impl(node)` is any node's NumPy implementation with everything bound, for nodes a backend
+runs in Python.
+
     numpy   one generated Python function over NumPy calls and planned buffers (always present)
     native  generated C compiled with the system compiler (kiln.backend.native, when available)
 """
@@ -19,7 +25,8 @@ from collections.abc import Callable
 
 from ..base import KilnError
 
-__all__ = ["Backend", "Compiled", "register_backend", "get_backend", "available_backends"]
+__all__ = ["Backend", "Compiled", "register_backend", "get_backend", "available_backends",
+           "node_impl"]
 
 
 @dataclass
@@ -43,6 +50,23 @@ class Backend(Protocol):
 
 
 _BACKENDS: dict[str, Callable[[], Backend]] = {}
+
+
+def node_impl(node) -> Callable:
+    """`node`'s NumPy implementation as a function of its input arrays, attributes bound: what
+    a backend calls for a node it does not lower. A control-flow node's bodies are bound too,
+    compiled by the numpy backend (`kiln.ops.control_flow.bodies_for`); see
+    docs/control_flow.md for lowering them natively instead."""
+    import functools
+
+    from ..ops.registry import REGISTRY
+
+    op = REGISTRY[node.op]
+    if node.subgraphs:
+        from ..ops.control_flow import bodies_for
+
+        return functools.partial(op.impl, bodies_for(node.subgraphs), **node.attrs)
+    return functools.partial(op.impl, **node.attrs)
 
 
 def register_backend(name: str, factory: Callable[[], Backend]) -> None:

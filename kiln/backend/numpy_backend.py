@@ -5,6 +5,10 @@ are written as NumPy calls that store into planned buffers (`out=`), in place wh
 plan allows; every other operator calls its registry implementation. The source is registered
 with `linecache` under `<kiln-graph-N>`, so a traceback shows the generated line, whose comment
 names the graph node and the user's source line that created it.
+
+A control-flow node (`foreach`, `while_loop`, `cond`) calls its operator's `impl`, which owns the
+loop, with its bodies compiled by this backend into nested functions of their own (`Body`);
+their sources are appended to the graph's source as comments.
 """
 
 from __future__ import annotations
@@ -192,6 +196,7 @@ class _Context:
                               "_activate_tanh": _activate_tanh,
                               **_NUMPY_FUNCTIONS}
         self.prelude: list[str] = []
+        self.bodies: list = []          # compiled bodies of control-flow nodes
         self._by_id: dict[int, str] = {}
         self.bound_names: dict[int, str] = {}
 
@@ -291,7 +296,12 @@ def generate(graph: Graph, bound: dict, static_alloc: bool, fname: str):
             body.append(f"{names[v0]} = {expr}   {comment}")
         else:
             op = REGISTRY[n.op]
-            fn = ctx.add("F", functools.partial(op.impl, **n.attrs))
+            if n.subgraphs:  # control flow: the op's loop calls the bodies, compiled here
+                bodies = tuple(compile_body(g) for g in n.subgraphs)
+                ctx.bodies.extend(bodies)
+                fn = ctx.add("F", functools.partial(op.impl, bodies, **n.attrs))
+            else:
+                fn = ctx.add("F", functools.partial(op.impl, **n.attrs))
             targets = ", ".join(names[Value(n, i)] for i in range(n.num_outputs))
             call = f"{fn}({', '.join(args)})"
             if n.num_outputs > 1:
@@ -324,7 +334,20 @@ def generate(graph: Graph, bound: dict, static_alloc: bool, fname: str):
     lines = [f"def {fname}({params}):"]
     lines += [f"    {line}" for line in body]
     lines.append(f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})")
-    return "\n".join(lines) + "\n", ctx.globals, free_inputs, plan
+    source = "\n".join(lines) + "\n"
+    for k, b in enumerate(ctx.bodies):  # for reading: the bodies are compiled on their own
+        source += f"\n# subgraph {k}:\n" + "".join(f"#   {line}\n" for line in
+                                                   b.source.splitlines())
+    return source, ctx.globals, free_inputs, plan
+
+
+def compile_body(graph: Graph):
+    """A control-flow body as a nested generated function (its own `<kiln-graph-N>` source, so
+    tracebacks show the body's lines), wrapped as the `Body` the operator's loop calls."""
+    from ..ops.control_flow import Body
+
+    compiled = NumpyBackend().compile(graph, {}, {})
+    return Body(compiled.fn, graph, compiled.source)
 
 
 def _single(result):

@@ -1,6 +1,6 @@
 """`kiln.gluon`: MXNet Gluon's high-level interface: blocks, layers, parameters and training."""
 
-from . import nn  # noqa: F401
+from . import nn, rnn  # noqa: F401
 from .block import Block, HybridBlock  # noqa: F401
 from .parameter import Constant, Parameter, ParameterDict  # noqa: F401
 from . import data, loss  # noqa: F401

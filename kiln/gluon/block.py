@@ -286,6 +286,7 @@ class Block:
         if exported:  # an export() file: its names carry MXNet's arg:/aux: prefixes
             loaded = {k[4:]: v for k, v in loaded.items()}
         params = self.collect_params()
+        loaded = _mxnet_rnn_names(loaded, params)
         missing = [k for k in params if k not in loaded]
         extra = [k for k in loaded if k not in params]
         problems = []
@@ -324,6 +325,20 @@ class Block:
         from .summary import summary
 
         summary(self, *inputs)
+
+
+def _mxnet_rnn_names(loaded: dict, params) -> dict:
+    """MXNet 1.x saves a recurrent layer's parameters under its unfused cells' names
+    ('_unfused.0.l_cell.i2h_weight'); kiln's layers use the fused names ('l0_i2h_weight')."""
+    if not any("_unfused." in k for k in loaded):
+        return loaded
+    from .rnn.rnn_layer import fused_name
+
+    out = {}
+    for k, v in loaded.items():
+        name = fused_name(k) if k not in params else k
+        out[name if name in params else k] = v
+    return out
 
 
 def _mismatch_message(filename, problems, params, loaded) -> str:

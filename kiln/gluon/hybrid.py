@@ -96,6 +96,8 @@ class HybridCache:
         self.last_key = None
         self.traces = 0
         self.warned = False
+        self.nested: dict = {}   # list structure of the arguments -> its own cache
+        self.last_nested = None
 
     # -- signatures -------------------------------------------------------------------------------
     def _key(self, args, kwargs):
@@ -137,6 +139,8 @@ class HybridCache:
             if entry is not None and entry.plain and entry.epoch == Parameter._epoch:
                 return wrap(entry.forward(d)[0])  # one array in, one out, nothing else to do
         else:
+            if any(type(x) in (list, tuple) and _holds_array(x) for x in args):
+                return self._call_nested(args, kwargs)
             key = self._key(args, kwargs)
             entry = self.entries.get(key)
         if entry is None or (entry.epoch != Parameter._epoch and not _params_unchanged(entry)):
@@ -152,6 +156,22 @@ class HybridCache:
         if entry.single:
             return wrap(results[0])
         return unflatten(entry.out_tree, [wrap(r) for r in results[:entry.num_outputs]])[0]
+
+    def _call_nested(self, args, kwargs):
+        """Arguments that are lists of arrays (a recurrent cell's states): the arrays become
+        arguments of their own, and a cache per list structure rebuilds the lists for `fn`."""
+        from ..control_flow import flatten, unflatten
+
+        leaves, tree = flatten(list(args))
+        key = (_structure(tree), len(leaves))
+        inner = self.nested.get(key)
+        if inner is None:
+            fn = self.fn
+            inner = HybridCache(lambda *xs, **kw: fn(*unflatten(tree, xs), **kw), self.name,
+                                self.options)
+            self.nested[key] = inner
+        self.last_nested = (tree, inner)   # what export() traces again
+        return inner(tuple(leaves), kwargs)
 
     def _write_state(self, entry: _Entry, results) -> None:
         start = entry.num_outputs
@@ -299,7 +319,7 @@ class HybridCache:
     def _verify(self, entry: _Entry, args, results) -> None:
         entry.verify_pending = False
         _update_plain(entry)
-        if any(n.op_def is not None and n.op_def.random for n in entry.graph.nodes):
+        if _draws_random(entry.graph):
             return  # random draws differ between two runs by design
         inputs = [args[i] for i in entry.free_arg_positions] + [p._data for p in entry.params]
         with _autograd.pause(train_mode=_STATE.training):
@@ -343,6 +363,13 @@ class HybridCache:
                 "in the cache entry (KILN_DEBUG=2 prints it).")
 
 
+def _draws_random(graph) -> bool:
+    """Whether the graph (or a loop or branch body in it) samples random numbers."""
+    return any((n.op_def is not None and n.op_def.random) or any(_draws_random(g) for g in
+                                                                  n.subgraphs)
+               for n in graph.nodes)
+
+
 def _params_unchanged(entry: _Entry) -> bool:
     """After some parameter somewhere got a new array or grad_req (the global epoch moved),
     whether this entry's own parameters are as it was compiled for (then it stays valid: a
@@ -382,6 +409,20 @@ def _close(a, b) -> bool:
         return bool(_np.array_equal(a, b))
     tol = 1e-4 if a.dtype == _np.float32 else 1e-9
     return bool(_np.allclose(a, b, rtol=tol, atol=tol, equal_nan=True))
+
+
+def _holds_array(x) -> bool:
+    if type(x) in (list, tuple):
+        return any(_holds_array(e) for e in x)
+    return isinstance(x, ndarray)
+
+
+def _structure(tree):
+    """A hashable form of a list structure (`control_flow.flatten`'s tree)."""
+    if tree is None:
+        return None
+    kind, items = tree
+    return (kind.__name__, tuple(_structure(t) for t in items))
 
 
 def _is_static(a) -> bool:

@@ -1,7 +1,9 @@
 """Reverse-mode differentiation of a graph, giving a forward graph and a backward graph.
 
 The gradient rules of the registry are applied to symbols standing for the forward values, so
-the backward graph is built by the same rules that autograd runs eagerly. The joint graph is then
+the backward graph is built by the same rules that autograd runs eagerly. Control-flow nodes are
+first linearized (`kiln/graph/loop_grad.py`): a loop's forward then also stacks the per-step
+residuals that its backward, a reverse loop, reads. The joint graph is then
 split: the backward part (everything that depends on the output cotangents) becomes its own
 graph, and the forward values it reads ("residuals") become extra outputs of the forward graph.
 
@@ -35,11 +37,45 @@ def _sym(v: Value):
     return Symbol((v,))
 
 
+def _active(graph: Graph, wrt: list[int]) -> set[int]:
+    """Ids of the nodes whose value depends on the inputs in `wrt`."""
+    active = {id(graph.inputs[i]) for i in wrt}
+    for n in graph.nodes:
+        if any(id(v.node) in active for v in n.inputs):
+            active.add(id(n))
+    return active
+
+
+def _linearize_loops(graph: Graph, wrt: list[int]) -> tuple[Graph, dict]:
+    """Replace each control-flow node that needs a gradient by its linearized form (a loop that
+    also stacks the residuals its backward reads); returns the graph and, per new node id, the
+    (outputs standing for the old node's, backward rule) pair for the reverse sweep."""
+    active = _active(graph, wrt)
+    rules: dict[int, tuple] = {}
+
+    def visit(n: Node, inputs: list[Value]):
+        op = n.op_def
+        if op is None or op.linearize is None or id(n) not in active:
+            return None
+        outs, backward = op.linearize(n.subgraphs, [_sym(v) for v in inputs], n.attrs)
+        values = [o._outputs[0] for o in outs]
+        rules[id(values[0].node)] = (values, backward)
+        return values
+
+    if not any(n.subgraphs for n in graph.nodes):
+        return graph, rules
+    from .passes.rewrite import rewrite
+
+    return rewrite(graph, visit), rules
+
+
 def differentiate(graph: Graph, wrt: list[int], num_outputs: int) -> Differentiated:
     """Differentiate the first `num_outputs` outputs of `graph` w.r.t. inputs `wrt`."""
     from ..ops.elementwise import zeros_like
     from ..symbol import symbol as symbol_module
 
+    graph, loop_rules = _linearize_loops(graph, wrt)
+    active = _active(graph, wrt)
     ct_inputs: list[Node] = []
     cotangent_outputs: list[int] = []
     cts: dict[Value, object] = {}
@@ -56,18 +92,28 @@ def differentiate(graph: Graph, wrt: list[int], num_outputs: int) -> Differentia
         if n.op in (VAR, CONST):
             continue
         out_cts = [cts.pop(Value(n, i), None) for i in range(n.num_outputs)]
-        if all(c is None for c in out_cts):
+        if all(c is None for c in out_cts) or id(n) not in active:
             continue
         op = REGISTRY[n.op]
         if not op.differentiable:
             continue
         if op.grad is None:
             raise KilnError(f"{n.op} has no gradient rule")
-        outputs = [_sym(Value(n, i)) for i in range(n.num_outputs)]
-        out_cts = [c if c is not None else zeros_like(o) for c, o in zip(out_cts, outputs)]
-        inputs = [_sym(v) for v in n.inputs]
-        with symbol_module.location(f"grad of {n.op}" + (f" at {n.loc}" if n.loc else "")):
-            in_cts = op.grad(inputs, outputs, out_cts, **n.attrs)
+        where = symbol_module.location(f"grad of {n.op}" + (f" at {n.loc}" if n.loc else ""))
+        if id(n) in loop_rules:  # a linearized loop: its rule takes the old outputs' cotangents
+            values, backward = loop_rules[id(n)]
+            out_cts = [out_cts[v.index] for v in values]
+            with where:
+                in_cts = backward(out_cts)
+        else:
+            outputs = [_sym(Value(n, i)) for i in range(n.num_outputs)]
+            out_cts = [c if c is not None else zeros_like(o) for c, o in zip(out_cts, outputs)]
+            inputs = [_sym(v) for v in n.inputs]
+            with where:
+                if op.has_subgraphs:
+                    in_cts = op.grad(n.subgraphs, inputs, outputs, out_cts, **n.attrs)
+                else:
+                    in_cts = op.grad(inputs, outputs, out_cts, **n.attrs)
         for v, g in zip(n.inputs, in_cts):
             if g is None or v.aval is None or v.aval.dtype.kind != "f":
                 continue

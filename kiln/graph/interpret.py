@@ -3,6 +3,7 @@
 This is the reference semantics of a graph: compiled backends must agree with it, `verify=True`
 compares against it, and because it goes through `apply`, running it under `autograd.record()`
 records every operator (which is how gradients of gradients flow through compiled blocks).
+A control-flow node runs its bodies compiled by the numpy backend (`apply` with `subgraphs`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def interpret(graph: Graph, args, on_node=None) -> list:
         op = REGISTRY.get(n.op)
         if op is None:
             raise KilnError(f"unknown operator {n.op!r} in graph")
-        out = apply(op, tuple(env[v] for v in n.inputs), n.attrs)
+        out = apply(op, tuple(env[v] for v in n.inputs), n.attrs, n.subgraphs)
         outs = out if isinstance(out, tuple) else (out,)
         for i, o in enumerate(outs):
             env[Value(n, i)] = o

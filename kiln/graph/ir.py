@@ -24,7 +24,7 @@ from collections.abc import Iterable
 import numpy as _np
 
 from ..base import KilnError
-from ..ops.registry import REGISTRY, Aval, format_aval, parse_aval
+from ..ops.registry import REGISTRY, Aval, format_aval, infer_avals, parse_aval
 from .literal import format_literal, parse_literal
 
 __all__ = ["Node", "Value", "Graph", "GraphError", "VAR", "CONST"]
@@ -237,7 +237,19 @@ def parse_graph(text: str) -> Graph:
         inputs.append(node)
     outputs: list[Value] = []
     nodes = list(inputs)
-    for lineno, line in enumerate(lines[1:-1], start=2):
+    body = lines[1:-1]
+    k = 0
+    while k < len(body):
+        line, lineno = body[k], k + 2
+        k += 1
+        if line.strip().startswith("subgraph ") and line.strip().endswith(":"):
+            end = _block_end(body, k)
+            if not nodes or nodes[-1].op in (VAR, CONST):
+                raise GraphError(f"graph text line {lineno}: a subgraph must follow the node "
+                                 "it belongs to")
+            nodes[-1].subgraphs += (parse_graph("\n".join(body[k:end + 1])),)
+            k = end + 1
+            continue
         try:
             if line.strip().startswith("return"):
                 outputs = [_lookup(env, t) for t in line.strip()[len("return"):].split(",")
@@ -250,6 +262,21 @@ def parse_graph(text: str) -> Graph:
         for i, t in enumerate(targets):
             _define(env, t, Value(node, i), lineno)
     return Graph(inputs, outputs, nodes)
+
+
+def _block_end(lines: list[str], start: int) -> int:
+    """The index of the '}' closing the 'graph(...) {' at lines[start]."""
+    depth = 0
+    for i in range(start, len(lines)):
+        text = lines[i].strip()
+        if text.startswith("graph(") and text.endswith("{"):
+            depth += 1
+        elif text == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+    raise GraphError(f"graph text: the subgraph starting at {lines[start].strip()!r} is not "
+                     "closed")
 
 
 def _parse_node(line: str, env: dict) -> tuple[Node, list[str]]:
@@ -386,14 +413,21 @@ def _check_types(n: Node, where: str) -> None:
     op = REGISTRY.get(n.op)
     if op is None:
         raise GraphError(f"{where}: unknown operator {n.op!r}")
+    if bool(n.subgraphs) != op.has_subgraphs:
+        raise GraphError(f"{where}: {'a' if op.has_subgraphs else 'no'} control-flow operator "
+                         f"with {len(n.subgraphs)} subgraphs")
+    for k, sub in enumerate(n.subgraphs):
+        try:
+            verify(sub)
+        except GraphError as e:
+            raise GraphError(f"{where}, subgraph {k}: {e}") from None
     in_avals = [v.aval for v in n.inputs]
     if any(a is None for a in in_avals):
         return
     try:
-        out = op.infer(*in_avals, **n.attrs)
+        out = infer_avals(op, in_avals, n.attrs, n.subgraphs)
     except Exception as e:
         raise GraphError(f"{where}: type inference failed: {e}") from e
-    out = (out,) if isinstance(out, Aval) else tuple(out)
     if len(out) != n.num_outputs:
         raise GraphError(f"{where}: node has {n.num_outputs} outputs, the operator infers "
                          f"{len(out)}")
@@ -415,3 +449,20 @@ def same_value(a, b) -> bool:
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return True
     return type(a) is type(b) and a == b
+
+
+def inline_graph(graph: Graph, inputs: list[Value]) -> list[Value]:
+    """Copies of `graph`'s nodes reading `inputs` in place of its input variables; returns the
+    values standing for its outputs (constants are shared, not copied)."""
+    env: dict[Value, Value] = {Value(n, 0): v for n, v in zip(graph.inputs, inputs)}
+    for n in graph.nodes:
+        if n.op == VAR:
+            continue
+        if n.op == CONST:
+            env[Value(n, 0)] = Value(n, 0)
+            continue
+        copy = Node(n.op, [env[v] for v in n.inputs], n.attrs, n.avals, n.name, n.loc, n.value,
+                    n.subgraphs)
+        for i in range(n.num_outputs):
+            env[Value(n, i)] = Value(copy, i)
+    return [env[v] for v in graph.outputs]

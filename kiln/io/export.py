@@ -39,21 +39,31 @@ class NotHybridizedError(KilnError, RuntimeError):
 
 
 def _last_signature(block) -> list:
-    """The positional arguments (dummy arrays and static values) of the block's last call."""
+    """The positional arguments (dummy arrays and static values) of the block's last call;
+    lists of arrays (a recurrent layer's states) come back as lists."""
     cache = getattr(block, "_cache", None)
+    nested = getattr(cache, "last_nested", None)
+    if nested is not None and cache.last_key is None:
+        from ..control_flow import unflatten
+
+        tree, inner = nested
+        return unflatten(tree, _arguments(inner.last_key[0]))
     if not getattr(block, "_active", False) or cache is None or cache.last_key is None:
         raise NotHybridizedError(
             f"{type(block).__name__}.export: the block has not run hybridized yet, so there is "
             "no graph to export. Call net.hybridize() and run one batch through it (net(x)), "
             "then export.")
-    parts = cache.last_key[0]
+    return _arguments(cache.last_key[0])
+
+
+def _arguments(parts) -> list:
     args = []
     for part in parts:
         if len(part) == 3 and isinstance(part[0], tuple):
             shape, dtype_char, _ = part
             args.append(wrap(_np.zeros(shape, _np.dtype(dtype_char))))
-        elif len(part) == 2 and part[0] == "static":
-            args.append(part[1])
+        elif part[0] == "static":
+            args.append(part[-1])
     return args
 
 
@@ -66,12 +76,16 @@ def trace_for_export(block, args: list | None = None) -> tuple[Graph, dict]:
         args = _last_signature(block)
     block.collect_params()  # gives every parameter its structured name
 
+    from ..control_flow import flatten, unflatten
+
+    leaves, tree = flatten(list(args))   # lists of arrays: one input per array
+
     def forward(*sym_args):
         with scope(block.name):
-            return block.forward(*sym_args)
+            return block.forward(*unflatten(tree, sym_args))
 
     with autograd.predict_mode():
-        traced = trace(forward, list(args))
+        traced = trace(forward, leaves)
     outputs = traced.graph.outputs[:traced.num_outputs]
     nodes = topological_order(outputs)
     used = {id(n) for n in nodes}

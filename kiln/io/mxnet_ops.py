@@ -52,6 +52,7 @@ class MxOp(NamedTuple):
     # (None when unknown) would tell
     params: Callable | None = None
     aux: tuple = ()                     # indices of auxiliary-state inputs
+    subgraphs: int = 0                  # control flow: run(inputs, attrs, subgraphs)
 
 
 READERS: dict[str, MxOp] = {}
@@ -64,10 +65,11 @@ def _one(_attrs) -> int:
     return 1
 
 
-def reader(names: str, spec: dict | None = None, num_outputs=_one, params=None, aux=()):
+def reader(names: str, spec: dict | None = None, num_outputs=_one, params=None, aux=(),
+           subgraphs: int = 0):
     """Register `run` as the reader of the space-separated MXNet op `names`."""
     def deco(run):
-        op = MxOp(spec or {}, run, num_outputs, params, aux)
+        op = MxOp(spec or {}, run, num_outputs, params, aux, subgraphs)
         for name in names.split():
             READERS[name] = op
         return run
@@ -1215,3 +1217,31 @@ def _read_pick(ins, a):
 def _write_pick(node, mode):
     a = node.attrs
     return [("pick", {"axis": a["axis"], "keepdims": a["keepdims"], "mode": a["mode"]})]
+
+
+
+# ----------------------------------------------------------------------------------------------
+# creation (no inputs): what F.zeros((1,)) writes inside a hybrid_forward
+# ----------------------------------------------------------------------------------------------
+
+#: operators that take no inputs
+NULLARY = {"_zeros", "_ones", "_full", "_npi_zeros", "_npi_ones", "_npi_full"}
+_CREATE_SPEC = {"shape": ("ints", ()), "dtype": ("dtype", None), "ctx": ("str", ""),
+                "value": ("float", 0.0)}
+
+
+def _creator(fill):
+    def run(ins, a):
+        from .. import numpy as knp
+
+        dtype = a["dtype"] or "float32"
+        return (knp.full(tuple(a["shape"]), fill(a), dtype=dtype),)
+    return run
+
+
+reader("_zeros _npi_zeros", _CREATE_SPEC)(_creator(lambda a: 0))
+reader("_ones _npi_ones", _CREATE_SPEC)(_creator(lambda a: 1))
+reader("_full _npi_full", _CREATE_SPEC)(_creator(lambda a: a["value"]))
+
+
+from . import mxnet_recurrent  # noqa: E402,F401  (registers _foreach, _while_loop, _cond, RNN)

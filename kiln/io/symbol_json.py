@@ -69,16 +69,17 @@ class MxNode:
     """One node of an MXNet graph: `op` ("null" for variables), `name`, the attribute strings
     as in the file (`raw`), their parsed values (`attrs`), and `inputs` as (node id, output)."""
 
-    __slots__ = ("op", "name", "raw", "attrs", "inputs", "versions")
+    __slots__ = ("op", "name", "raw", "attrs", "inputs", "versions", "subgraphs")
 
     def __init__(self, op: str, name: str, raw: dict, attrs: dict, inputs: list,
-                 versions: list | None = None):
+                 versions: list | None = None, subgraphs: list | None = None):
         self.op = op
         self.name = name
         self.raw = raw
         self.attrs = attrs
         self.inputs = inputs
         self.versions = versions if versions is not None else [0] * len(inputs)
+        self.subgraphs: list[MxGraph] = subgraphs or []   # bodies of _foreach/_while_loop/_cond
 
     @property
     def is_var(self) -> bool:
@@ -120,30 +121,38 @@ class MxGraph:
 
     def to_json(self) -> str:
         """The graph as MXNet 1.9.1 writes it."""
+        return self._text(0, top=True)
+
+    def _text(self, indent: int, top: bool) -> str:
         row_ptr = [0]
         for n in self.nodes:
             row_ptr.append(row_ptr[-1] + self.num_outputs(n))
-        graph_attrs = {"mxnet_version": ["int", MXNET_VERSION]}
-        if self.numpy_mode:
-            graph_attrs = {"is_np_shape": ["int", 1], **graph_attrs}
         node_texts = []
         for n in self.nodes:
             members = [("op", _q(n.op)), ("name", _q(n.name))]
             if n.raw:
                 members.append(("attrs", _obj([(k, _q(v)) for k, v in sorted(n.raw.items())],
-                                              6)))
+                                              indent + 6)))
             inputs = [f"[{i}, {j}, {v}]" for (i, j), v in zip(n.inputs, n.versions, strict=True)]
-            members.append(("inputs", _arr(inputs, 6)))
-            node_texts.append(_obj(members, 4))
+            members.append(("inputs", _arr(inputs, indent + 6)))
+            if n.subgraphs:
+                members.append(("subgraphs", _arr([g._text(indent + 8, top=False)
+                                                   for g in n.subgraphs], indent + 6, True)))
+            node_texts.append(_obj(members, indent + 4))
         arg_nodes = [i for i, n in enumerate(self.nodes) if n.is_var]
         heads = [f"[{i}, {j}, 0]" for i, j in self.heads]
-        top = [("nodes", _arr(node_texts, 2, True)),
-               ("arg_nodes", _arr([str(i) for i in arg_nodes], 2)),
-               ("node_row_ptr", _arr([str(i) for i in row_ptr], 2)),
-               ("heads", _arr(heads, 2)),
-               ("attrs", _obj([(k, f"[{_q(t)}, {v}]") for k, (t, v) in graph_attrs.items()],
-                              2))]
-        return _obj(top, 0)
+        top_members = [("nodes", _arr(node_texts, indent + 2, True)),
+                       ("arg_nodes", _arr([str(i) for i in arg_nodes], indent + 2)),
+                       ("node_row_ptr", _arr([str(i) for i in row_ptr], indent + 2)),
+                       ("heads", _arr(heads, indent + 2))]
+        if top:
+            graph_attrs = {"mxnet_version": ["int", MXNET_VERSION]}
+            if self.numpy_mode:
+                graph_attrs = {"is_np_shape": ["int", 1], **graph_attrs}
+            top_members.append(("attrs", _obj([(k, f"[{_q(t)}, {v}]")
+                                               for k, (t, v) in graph_attrs.items()],
+                                              indent + 2)))
+        return _obj(top_members, indent)
 
 
 def _q(s: str) -> str:
@@ -205,16 +214,27 @@ def parse_json(text: str | bytes, source: str = "<json>") -> MxGraph:
         if key not in doc:
             raise _fail(source, f"missing key {key!r} (a symbol file has 'nodes', 'arg_nodes', "
                                 "'heads' and 'attrs')")
+    return _parse_doc(doc, source, _graph_attrs(doc, source), 0)
+
+
+_MAX_DEPTH = 32
+
+
+def _parse_doc(doc: dict, source: str, numpy_mode: bool, depth: int) -> MxGraph:
+    """A graph object (the file, or a control-flow node's subgraph) checked and parsed."""
+    if depth > _MAX_DEPTH:
+        raise _fail(source, f"control-flow subgraphs nested more than {_MAX_DEPTH} deep")
+    if not isinstance(doc, dict) or "nodes" not in doc or "heads" not in doc:
+        raise _fail(source, "a graph object needs 'nodes' and 'heads'")
     raw_nodes = doc["nodes"]
     if not isinstance(raw_nodes, list) or not raw_nodes:
         raise _fail(source, "'nodes' must be a non-empty list")
     if len(raw_nodes) > _MAX_NODES:
         raise _fail(source, f"{len(raw_nodes)} nodes is more than kiln reads")
-    numpy_mode = _graph_attrs(doc, source)
     nodes: list[MxNode] = []
     var_names: set[str] = set()
     for idx, raw in enumerate(raw_nodes):
-        node = _parse_node(raw, idx, len(raw_nodes), source)
+        node = _parse_node(raw, idx, len(raw_nodes), source, numpy_mode, depth)
         if node.is_var:
             if node.name in var_names:
                 raise _fail(source, f"node {idx}: two variables are named {node.name!r}")
@@ -285,7 +305,8 @@ def _parse_entries(entries, n_nodes: int, source: str, where: str, graph=None,
     return out
 
 
-def _parse_node(raw, idx: int, n_nodes: int, source: str) -> MxNode:
+def _parse_node(raw, idx: int, n_nodes: int, source: str, numpy_mode: bool = False,
+                depth: int = 0) -> MxNode:
     if not isinstance(raw, dict):
         raise _fail(source, f"node {idx} is a {_jtype(raw)}, not an object")
     op, name = raw.get("op"), raw.get("name")
@@ -298,8 +319,14 @@ def _parse_node(raw, idx: int, n_nodes: int, source: str) -> MxNode:
     if not isinstance(attrs_raw, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in attrs_raw.items()):
         raise _fail(source, f"{where}: 'attrs' must map strings to strings")
-    if "subgraphs" in raw:
-        raise _fail(source, f"{where}: control-flow subgraphs ({op}) are not supported")
+    spec = _ops.READERS.get(op)
+    expected = spec.subgraphs if spec is not None else 0
+    subgraphs = raw.get("subgraphs", [])
+    if ("subgraphs" in raw and not expected) or not isinstance(subgraphs, list) or (
+            expected and len(subgraphs) != expected):
+        count = len(subgraphs) if isinstance(subgraphs, list) else "malformed"
+        raise _fail(source, f"{where}: {count} subgraphs, but {op} takes "
+                            f"{expected or 'none (only _foreach, _while_loop and _cond do)'}")
     inputs_raw = raw.get("inputs", [])
     entries = _parse_entries(inputs_raw, n_nodes, source, f"{where} 'inputs'", before=idx)
     versions = [e[2] if len(e) == 3 else 0 for e in inputs_raw]
@@ -308,7 +335,9 @@ def _parse_node(raw, idx: int, n_nodes: int, source: str) -> MxNode:
             raise _fail(source, f"{where}: a variable has no inputs")
         return MxNode(op, name, dict(attrs_raw), _var_hints(attrs_raw, where, source), [], [])
     attrs = _parse_op_attrs(op, attrs_raw, where, source, len(entries))
-    return MxNode(op, name, dict(attrs_raw), attrs, entries, versions)
+    bodies = [_parse_doc(g, f"{source} ({where}, subgraph {k})", numpy_mode, depth + 1)
+              for k, g in enumerate(subgraphs)]
+    return MxNode(op, name, dict(attrs_raw), attrs, entries, versions, bodies)
 
 
 def _var_hints(raw: dict, where: str, source: str) -> dict:
@@ -351,7 +380,7 @@ def _parse_op_attrs(op: str, raw: dict, where: str, source: str, n_inputs: int) 
             raise _fail(source, f"{where}: missing attribute {key!r}")
         else:
             out[key] = default
-    if n_inputs == 0:
+    if n_inputs == 0 and op not in _ops.NULLARY:
         raise _fail(source, f"{where}: the operator has no inputs")
     return out
 
@@ -439,6 +468,8 @@ def _run_node(node: MxNode, ins: list) -> tuple:
     if node.op.startswith(_ops.KILN_PREFIX):
         out = apply(_kiln_op(node), tuple(ins), node.attrs)
         return out if isinstance(out, tuple) else (out,)
+    if node.subgraphs:  # control flow: the reader runs the bodies with run_graph
+        return tuple(_ops.READERS[node.op].run(ins, node.attrs, node.subgraphs))
     return tuple(_ops.READERS[node.op].run(ins, node.attrs))
 
 
@@ -466,6 +497,9 @@ def graph_to_mx(graph: Graph, mode: str = "numpy", params: dict | None = None,
     """
     if mode not in ("numpy", "legacy"):
         raise KilnError(f"mode must be 'numpy' or 'legacy', not {mode!r}")
+    from .mxnet_recurrent import prepare_graph, write_control_flow, write_rnn
+
+    graph = prepare_graph(graph)
     params = params or {}
     nodes: list[MxNode] = []
     where: dict[Value, tuple[int, int]] = {}
@@ -508,6 +542,24 @@ def graph_to_mx(graph: Graph, mode: str = "numpy", params: dict | None = None,
                                 _var_hints(hints, cname, "<export>"), []))
             continue
         inputs = [where[v] for v in n.inputs]
+        if n.op == "rnn":  # kiln's fused recurrent layer: MXNet's RNN operator and helpers
+            def emit(mx_op, attrs, entries, base):
+                raw = {k: format_attr(v) for k, v in attrs.items()}
+                parsed = _parse_op_attrs(mx_op, raw, f"node {base!r}", "<export>", 1)
+                nodes.append(MxNode(mx_op, unique(base), raw, parsed, entries))
+                return len(nodes) - 1
+            for i, entry in enumerate(write_rnn(n, inputs, mode, emit)):
+                where[Value(n, i)] = entry
+            continue
+        if n.subgraphs:  # control flow: one node holding its bodies (mxnet_recurrent.py)
+            mx_op, attrs, entries, bodies = write_control_flow(n, inputs, mode)
+            raw = {k: format_attr(v) for k, v in attrs.items()}
+            parsed = _parse_op_attrs(mx_op, raw, f"node {n.name!r}", "<export>", 1)
+            nodes.append(MxNode(mx_op, unique(n.name or mx_op), raw, parsed, entries,
+                                subgraphs=bodies))
+            for i in range(_ops.READERS[mx_op].num_outputs(parsed)):  # not kiln's trip count
+                where[Value(n, i)] = (len(nodes) - 1, i)
+            continue
         emitted = None
         writer = _ops.WRITERS.get(n.op)
         if writer is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 
 from ..base import KilnError
+from ..control_flow import cond, foreach, while_loop  # noqa: F401
 from ..ndarray import Device, cpu, current_device  # noqa: F401
 from ..ops.conv import convolution, deconvolution  # noqa: F401
 from ..ops.elementwise import relu, sigmoid, softrelu, softsign, stop_gradient, tanh  # noqa: F401

@@ -4,8 +4,8 @@
 """
 
 from . import (  # noqa: F401
-    activations, conv, elementwise, fused, linalg, nn, nn_extra, norm, pooling, random, reduce,
-    shape,
+    activations, control_flow, conv, elementwise, fused, linalg, nn, nn_extra, norm, pooling,
+    random, reduce, rnn, shape,
 )
 from .registry import REGISTRY, Aval, Op, get_op
 

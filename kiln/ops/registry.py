@@ -11,6 +11,13 @@ to know about it:
   kiln's own operators so it runs eagerly, records for second-order gradients, and builds
   backward graphs when given symbols. Operators without a gradient say ``differentiable = False``.
 
+Control-flow operators (``foreach``, ``while_loop``, ``cond``: ``has_subgraphs = True``) hold
+their bodies as graphs on the node (``Node.subgraphs``), never in the attributes; each of their
+functions takes the bodies first: ``impl(bodies, *arrays)`` gets callables a backend built from
+the graphs (see `kiln.ops.control_flow.Body`), ``infer(graphs, *avals)`` and
+``grad(graphs, inputs, outputs, cotangents)`` the graphs themselves. `infer_avals` hides the
+difference from code that infers types for every operator alike.
+
 Defining the class registers it: ``REGISTRY["relu"]`` is the class. Methods are written without
 ``self`` (they become static methods), because an operator is a record of functions, not an object
 with state.
@@ -24,7 +31,7 @@ from collections.abc import Callable
 
 import numpy as _np
 
-__all__ = ["Op", "Aval", "REGISTRY", "get_op"]
+__all__ = ["Op", "Aval", "REGISTRY", "get_op", "infer_avals"]
 
 REGISTRY: dict[str, type[Op]] = {}
 
@@ -62,7 +69,7 @@ def parse_aval(text: str) -> Aval:
     return Aval(shape, _np.dtype(_LONG_DTYPES.get(name, name)))
 
 
-_OP_FUNCTIONS = ("impl", "infer", "grad", "num_outputs_for")
+_OP_FUNCTIONS = ("impl", "infer", "grad", "num_outputs_for", "linearize")
 
 
 class Op:
@@ -81,11 +88,16 @@ class Op:
     save_outputs: ClassVar[bool] = False
     #: draws random numbers: never folded, never merged with an equal-looking node
     random: ClassVar[bool] = False
+    #: a control-flow operator: its nodes carry body graphs, passed first to impl/infer/grad
+    has_subgraphs: ClassVar[bool] = False
 
     impl: ClassVar[Callable]
     infer: ClassVar[Callable]
     grad: ClassVar[Callable | None] = None
     num_outputs_for: ClassVar[Callable | None] = None
+    #: control flow only: linearize(graphs, inputs, attrs) -> (outputs, backward), used by graph
+    #: autodiff so that a loop's forward keeps what its backward needs (see autodiff.py)
+    linearize: ClassVar[Callable | None] = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -125,3 +137,9 @@ def get_op(name: str) -> type[Op]:
         from ..base import KilnError
 
         raise KilnError(f"unknown operator {name!r}") from None
+
+
+def infer_avals(op: type[Op], avals, attrs: dict, subgraphs: tuple = ()) -> tuple[Aval, ...]:
+    """The output avals of `op` applied to `avals` (a tuple, even for one output)."""
+    out = op.infer(subgraphs, *avals, **attrs) if op.has_subgraphs else op.infer(*avals, **attrs)
+    return (out,) if isinstance(out, Aval) else tuple(out)

@@ -38,6 +38,10 @@ load_json = fromjson
 
 
 def __getattr__(name: str):
+    if name == "contrib":  # F.contrib.foreach ...: control flow, MXNet 1.x signatures
+        from .. import contrib
+
+        return contrib
     # F.FullyConnected, F.Activation ...: MXNet 1.x names.
     try:
         return getattr(_legacy, name)

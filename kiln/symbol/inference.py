@@ -11,7 +11,7 @@ import numpy as _np
 
 from ..base import ShapeError
 from ..graph.ir import CONST, VAR, Value
-from ..ops.registry import REGISTRY, Aval
+from ..ops.registry import REGISTRY, Aval, infer_avals
 
 
 def _propagate(sym, known: dict[str, Aval]):
@@ -38,10 +38,9 @@ def _propagate(sym, known: dict[str, Aval]):
             if any(a is None for a in avals):
                 continue
             try:
-                out = op.infer(*avals, **n.attrs)
+                out = infer_avals(op, avals, n.attrs, n.subgraphs)
             except Exception as e:
                 raise ShapeError(f"infer_shape: {n.op} ({n.name}): {e}") from None
-            out = (out,) if isinstance(out, Aval) else out
             for i, a in enumerate(out):
                 env[Value(n, i)] = a
     return graph, env

@@ -18,7 +18,7 @@ from .. import ndarray as _nd
 from .._array_methods import ArrayMethods
 from ..base import KilnError, ShapeError, SymbolicValueError
 from ..graph.ir import CONST, VAR, Graph, Node, Value, const_node, topological_order, var_node
-from ..ops.registry import Aval
+from ..ops.registry import Aval, infer_avals
 
 __all__ = ["Symbol", "var", "Variable", "Group", "symbolic_apply", "user_location"]
 
@@ -175,13 +175,16 @@ class Symbol(ArrayMethods):
         where = f" at {loc}" if loc else ""
         raise SymbolicValueError(
             f"Python control flow on a symbolic value{where} (`if x:`, `while x:`, `and`/`or` "
-            "on an array): its value is unknown while the block is traced, so the branch cannot "
-            "be chosen. Use the symbolic control-flow operators:\n"
-            "    out = npx.cond(pred, then_func, else_func, inputs)   # if/else\n"
-            "    outs, states = npx.while_loop(cond, func, loop_vars, max_iterations)\n"
-            "    outs, states = npx.foreach(body, data, init_states)  # loops over an axis\n"
-            "Branching on shapes (x.shape[0] > 1) or Python values is fine: it specializes "
-            "the trace.")
+            "on an array): its value is unknown while the block is traced, so Python cannot "
+            "choose the branch. Write it with kiln's control-flow operators, which become one "
+            "graph node (and have gradients):\n"
+            "    y = npx.cond(x.sum() > 0, lambda x: x * 2, lambda x: -x, [x])      # if/else\n"
+            "    _, [s] = npx.while_loop(lambda s: s.sum() < 10, lambda s: (None, [s * 2]), "
+            "[s], max_iterations=100)  # while\n"
+            "and npx.foreach(body, data, init_states) for a loop over an axis (F.contrib.cond, "
+            "F.contrib.while_loop and F.contrib.foreach in hybrid_forward). A Python `for` over "
+            "a fixed range unrolls, and branching on shapes or Python values is fine: it "
+            "specializes the trace.")
 
     def _inplace(self, what: str):
         loc = user_location(3)
@@ -384,9 +387,14 @@ def _as_input(a, op) -> Value:
     return Value(const_node(_nd.asarray_input(a), user_location(3)), 0)
 
 
-def symbolic_apply(op, args, attrs):
+#: While a control-flow body is traced, the ids of the nodes it creates (innermost body last):
+#: what a body reads from outside is not in its set and becomes an input of the body.
+BODY_NODES: list[set[int]] = []
+
+
+def symbolic_apply(op, args, attrs, subgraphs: tuple = ()):
     """Record a node applying `op`; returns a symbol (or a tuple of symbols for several
-    outputs)."""
+    outputs). Control-flow operators take their bodies as graphs in `subgraphs`."""
     inputs = [_as_input(a, op) for a in args]
     full = op.full_attrs(attrs)
     n_out = op.n_outputs(full)
@@ -394,19 +402,21 @@ def symbolic_apply(op, args, attrs):
     in_avals = [v.aval for v in inputs]
     if all(a is not None for a in in_avals):
         try:
-            out = op.infer(*in_avals, **full)
+            avals = infer_avals(op, in_avals, full, subgraphs)
         except KilnError as e:
             raise type(e)(f"{e} (while tracing, at {loc})") from None
         except (ValueError, TypeError, IndexError) as e:
             shapes = ", ".join(str(a) for a in in_avals)
             raise ShapeError(f"{op.name}: {e} (inputs: {shapes}; while tracing, at {loc})") \
                 from None
-        avals = (out,) if isinstance(out, Aval) else tuple(out)
     else:
         avals = (None,) * n_out
     from .tracing import current_scope
 
-    node = Node(op.name, inputs, full, avals, loc=loc, name=current_scope(op.name))
+    node = Node(op.name, inputs, full, avals, loc=loc, name=current_scope(op.name),
+                subgraphs=tuple(subgraphs))
+    if BODY_NODES:
+        BODY_NODES[-1].add(id(node))
     if n_out == 1:
         return Symbol((Value(node, 0),))
     return tuple(Symbol((Value(node, i),)) for i in range(n_out))

@@ -25,7 +25,7 @@ from .. import ndarray as _nd
 from ..base import KilnError
 from ..graph.ir import CONST, VAR, Graph, Node, Value, const_node, var_node
 from ..ops.registry import Aval
-from .symbol import Symbol, user_location
+from .symbol import BODY_NODES, Symbol, user_location
 
 __all__ = ["trace", "Traced", "current_scope", "active_trace"]
 
@@ -85,9 +85,16 @@ class _Hook:
         out = op.infer(**full)
         avals = (out,) if isinstance(out, Aval) else tuple(out)
         node = Node(op.name, (), full, avals, loc=user_location(3), name=current_scope(op.name))
+        if BODY_NODES:
+            BODY_NODES[-1].add(id(node))
         return Symbol((Value(node, 0),))
 
     def assign(self, target, value) -> None:
+        if BODY_NODES:
+            raise KilnError(
+                f"in-place state updates (such as BatchNorm's running statistics in training "
+                f"mode) are not supported inside a control-flow body (at {user_location(3)}); "
+                "use the layer outside the loop, or in predict mode")
         if not self.stack:
             raise KilnError("assigning a symbol into an array outside a trace")
         self.stack[-1].assign(target, value)

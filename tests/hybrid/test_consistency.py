@@ -243,8 +243,8 @@ def _sample_case(op, k, sample):
     floats = any(isinstance(x, onp.ndarray) and x.dtype.kind == "f" for x in inputs)
     grad = op.differentiable and sample.grad_error is None and floats
     arrays = [np.array(x) if isinstance(x, onp.ndarray) else x for x in inputs]
-    return case(lambda *xs: apply(op, xs, op.full_attrs(attrs)), *arrays, grad=grad,
-                id=f"sample{k}")
+    return case(lambda *xs: apply(op, xs, op.full_attrs(attrs), sample.subgraphs), *arrays,
+                grad=grad, id=f"sample{k}")
 
 
 # Operators without a hand-written case run on their registry samples: every operator is then

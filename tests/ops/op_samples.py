@@ -28,10 +28,19 @@ class Sample(NamedTuple):
     infer_error: type | None = None
     #: the error `grad` raises by design (a gradient kiln does not implement), or None
     grad_error: type | None = None
+    #: the bodies of a control-flow operator, as IR text
+    subgraphs: tuple = ()
 
 
 def sample(*inputs, **attrs) -> Sample:
     return Sample(tuple(inputs), attrs)
+
+
+def with_bodies(s: Sample, *bodies: str) -> Sample:
+    """The sample of a control-flow operator, with its bodies written as IR text."""
+    from kiln.graph.ir import parse_graph
+
+    return s._replace(subgraphs=tuple(parse_graph(b) for b in bodies))
 
 
 def no_grad(s: Sample) -> Sample:
@@ -267,3 +276,77 @@ SAMPLES["topk"] = [
 _TOPK_IDX = onp.array([[4, 1], [0, 2], [3, 3]], dtype="int64")
 SAMPLES["topk_gather"] = [sample(_f32(3, 5), _TOPK_IDX)]
 SAMPLES["topk_scatter"] = [sample(_f32(3, 2), _TOPK_IDX, shape=(3, 5))]
+# ---- control flow (bodies as IR text) ---------------------------------------------------------
+_STEP = """
+graph(%x: f32[3], %s: f32[3], %w: f32[3]) {
+  %1 = multiply(%x, %s) : f32[3]
+  %2 = tanh(%1) : f32[3]
+  %3 = add(%2, %w) : f32[3]
+  return %2, %3
+}"""
+_BELOW = """
+graph(%s: f32[3], %w: f32[3]) {
+  %1 = sum(%s) {axis=None, keepdims=False, dtype=None} : f32[]
+  %2 = less_scalar(%1) {scalar=4.0} : bool[]
+  return %2
+}"""
+_GROW = """
+graph(%s: f32[3], %w: f32[3]) {
+  %1 = multiply(%s, %w) : f32[3]
+  %2 = add_scalar(%1) {scalar=0.5} : f32[3]
+  return %1, %2
+}"""
+_THEN = """
+graph(%a: f32[2,3], %b: f32[3]) {
+  %1 = multiply(%a, %b) : f32[2,3]
+  return %1
+}"""
+_ELSE = """
+graph(%a: f32[2,3], %b: f32[3]) {
+  %1 = subtract(%a, %b) : f32[2,3]
+  %2 = exp(%1) : f32[2,3]
+  return %2
+}"""
+SAMPLES["foreach"] = [
+    with_bodies(sample(_f32(4, 3), F32_3, F32_3, num_steps=4, num_states=1), _STEP),
+    with_bodies(sample(_f32(4, 3), F32_3, F32_3, num_steps=4, num_states=1, reverse=True),
+                _STEP),
+    with_bodies(sample(onp.array(2), _f32(4, 3), F32_3, F32_3, num_steps=4, num_states=1,
+                       has_length=True), _STEP),
+]
+SAMPLES["while_loop"] = [
+    with_bodies(sample(F32_3, F32_3 + 1.0, max_iterations=5, num_out_data=1), _BELOW, _GROW),
+    with_bodies(sample(F32_3 + 2.0, F32_3, max_iterations=3, num_out_data=1), _BELOW, _GROW),
+]
+SAMPLES["cond"] = [
+    with_bodies(sample(onp.array(True), F32_23, F32_3), _THEN, _ELSE),
+    with_bodies(sample(onp.array([0.0], "float32"), F32_23, F32_3), _THEN, _ELSE),
+]
+
+# ---- the fused recurrent operator -------------------------------------------------------------
+def _rnn_sample(mode: str, gates: int, reverse: bool = False) -> Sample:
+    t, n, i, h = 3, 2, 3, 2
+    ins = [_f32(t, n, i), _f32(gates * h, i), _f32(gates * h, h), _f32(gates * h),
+           _f32(gates * h), _f32(n, h)] + ([_f32(n, h)] if mode == "lstm" else [])
+    return sample(*ins, mode=mode, state_size=h, reverse=reverse)
+
+
+def _rnn_backward_sample(mode: str, gates: int) -> Sample:
+    from kiln.ops.rnn import RNN
+
+    s = _rnn_sample(mode, gates)
+    outs = RNN.impl(*s.inputs, mode=mode, state_size=2, reverse=False)
+    y, hidden = outs[0], outs[3 if mode == "lstm" else 2:]
+    dy, dh = _f32(*y.shape), _f32(2, 2)
+    x, w_ih, w_hh, _, _, h0 = s.inputs[:6]
+    if mode == "lstm":
+        ins = (dy, dh, _f32(2, 2), x, w_ih, w_hh, h0, s.inputs[6], y, *hidden)
+    else:
+        ins = (dy, dh, x, w_ih, w_hh, h0, y, *hidden)
+    return no_grad(sample(*ins, mode=mode, state_size=2))
+
+
+SAMPLES["rnn"] = [_rnn_sample("lstm", 4), _rnn_sample("gru", 3, reverse=True),
+                  _rnn_sample("rnn_tanh", 1), _rnn_sample("rnn_relu", 1, reverse=True)]
+SAMPLES["rnn_backward"] = [_rnn_backward_sample("lstm", 4), _rnn_backward_sample("gru", 3),
+                           _rnn_backward_sample("rnn_tanh", 1)]

@@ -52,9 +52,19 @@ def test_impl_takes_exactly_the_declared_attributes(name):
         f"{sorted(op.attrs)}")
 
 
-def _run(op, inputs, full):
+def _run(op, inputs, full, subgraphs=()):
     with onp.errstate(all="ignore"):  # the values do not matter here, their shapes do
+        if op.has_subgraphs:
+            from kiln.ops.control_flow import bodies_for
+
+            return _as_tuple(op.impl(bodies_for(subgraphs), *inputs, **full))
         return _as_tuple(op.impl(*inputs, **full))
+
+
+def _infer(op, avals, full, subgraphs=()):
+    if op.has_subgraphs:
+        return op.infer(subgraphs, *avals, **full)
+    return op.infer(*avals, **full)
 
 
 def _aval(x):
@@ -71,14 +81,14 @@ def test_infer_agrees_with_impl(name):
     op = REGISTRY[name]
     if name not in SAMPLES:
         pytest.fail(f"no sample for operator {name!r}: add one to tests/ops/op_samples.py")
-    for inputs, attrs, infer_error, _ in SAMPLES[name]:
+    for inputs, attrs, infer_error, _, subgraphs in SAMPLES[name]:
         full = op.full_attrs(attrs)
-        outs = _run(op, inputs, full)
+        outs = _run(op, inputs, full, subgraphs)
         if infer_error is not None:
             with pytest.raises(infer_error):
-                op.infer(*[_aval(x) for x in inputs], **full)
+                _infer(op, [_aval(x) for x in inputs], full, subgraphs)
             continue
-        inferred = _as_tuple(op.infer(*[_aval(x) for x in inputs], **full))
+        inferred = _as_tuple(_infer(op, [_aval(x) for x in inputs], full, subgraphs))
         assert len(outs) == op.n_outputs(full), f"{name}: n_outputs disagrees with impl"
         assert len(inferred) == len(outs), f"{name}: infer gives {len(inferred)} outputs"
         for i, (aval, out) in enumerate(zip(inferred, outs)):
@@ -94,20 +104,26 @@ def test_infer_agrees_with_impl(name):
 @pytest.mark.parametrize("name", [n for n in OP_NAMES if REGISTRY[n].differentiable])
 def test_grad_returns_one_cotangent_per_input(name):
     op = REGISTRY[name]
-    for inputs, attrs, _, grad_error in SAMPLES.get(name, ()):
+    for inputs, attrs, _, grad_error, subgraphs in SAMPLES.get(name, ()):
         if not any(x is not None and onp.asarray(x).dtype.kind == "f" for x in inputs):
             continue  # only floating inputs have gradients
         full = op.full_attrs(attrs)
-        outs = _run(op, inputs, full)
+        outs = _run(op, inputs, full, subgraphs)
         xs = tuple(None if x is None else wrap(onp.asarray(x)) for x in inputs)
         ys = [wrap(onp.asarray(o)) for o in outs]
         cts = [wrap(onp.ones(y.shape, y.dtype)) for y in ys]
+
+        def grad():
+            saved = ys if op.save_outputs or op.has_subgraphs else None
+            if op.has_subgraphs:
+                return op.grad(subgraphs, xs, saved, cts, **full)
+            return op.grad(xs, saved, cts, **full)
         with autograd.pause():
             if grad_error is not None:
                 with pytest.raises(grad_error):
-                    op.grad(xs, ys if op.save_outputs else None, cts, **full)
+                    grad()
                 continue
-            grads = op.grad(xs, ys if op.save_outputs else None, cts, **full)
+            grads = grad()
         assert len(grads) == len(xs), f"{name}: grad gives {len(grads)} cotangents for " \
                                       f"{len(xs)} inputs"
         for x, g in zip(xs, grads):

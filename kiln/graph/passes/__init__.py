@@ -1,5 +1,8 @@
 """Graph optimisation passes, each a small `Graph -> Graph` function, run as one pipeline.
 
+Each pass also runs inside the bodies of control-flow nodes (innermost first); at the outer
+level such a node is opaque: never folded, never merged with another (cse, fold).
+
 Switches (also per block: `hybridize(disable_passes=[...], dump_ir=True, verify_ir=True)`):
 
     KILN_DISABLE_PASSES=cse,fold   skip passes by name (bisecting a miscompilation)
@@ -21,6 +24,7 @@ from .cse import common_subexpression_elimination
 from .dce import dead_code_elimination
 from .fold import constant_folding
 from .fuse import fuse_dense_activation, fuse_elementwise
+from .rewrite import recursive
 from .simplify import algebraic_simplification
 
 __all__ = ["PIPELINE", "run_pipeline", "pass_names"]
@@ -60,7 +64,7 @@ def run_pipeline(graph: Graph, training: bool = False, disable=(), dump: bool | 
         if name in disabled or (training and not on_training):
             continue
         start = time.perf_counter()
-        graph = fn(graph)
+        graph = recursive(fn)(graph)  # loop and branch bodies get the same passes
         if timings is not None:
             timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
         if verify_ir:

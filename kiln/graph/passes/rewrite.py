@@ -46,11 +46,35 @@ def build(op_name: str, inputs, attrs: dict, like: Node | None = None) -> Value:
     It gets no name: a name says which traced node a node stands for (verify=True compares
     values by name), and a helper computation stands for none.
     """
-    from ...ops.registry import REGISTRY, Aval
+    from ...ops.registry import REGISTRY, infer_avals
 
     op = REGISTRY[op_name]
     full = op.full_attrs(attrs)
-    out = op.infer(*[v.aval for v in inputs], **full)
-    avals = (out,) if isinstance(out, Aval) else tuple(out)
+    avals = infer_avals(op, [v.aval for v in inputs], full)
     node = Node(op_name, inputs, full, avals, None, like.loc if like else None)
     return Value(node, 0)
+
+
+def map_subgraphs(graph: Graph, fn: Callable[[Graph], Graph]) -> Graph:
+    """A new graph whose control-flow nodes hold `fn(body)` instead of each body.
+
+    A body keeps its inputs and outputs (passes never change a graph's signature), so the node
+    stays valid.
+    """
+    if not any(n.subgraphs for n in graph.nodes):
+        return graph
+
+    def visit(n: Node, inputs: list[Value]):
+        if not n.subgraphs:
+            return None
+        bodies = tuple(fn(g) for g in n.subgraphs)
+        node = Node(n.op, inputs, n.attrs, n.avals, n.name, n.loc, n.value, bodies)
+        return [Value(node, i) for i in range(n.num_outputs)]
+    return rewrite(graph, visit)
+
+
+def recursive(fn: Callable[[Graph], Graph]) -> Callable[[Graph], Graph]:
+    """`fn` run on every body (innermost first) and then on the graph itself."""
+    def run(graph: Graph) -> Graph:
+        return fn(map_subgraphs(graph, run))
+    return run
