@@ -69,7 +69,7 @@ class _Entry:
 
     __slots__ = ("compiled", "forward", "backward", "diff", "num_args", "num_outputs", "params",
                  "state_targets", "out_tree", "epoch", "free_arg_positions", "bwd_free_inputs",
-                 "graph", "optimized", "verify_pending", "n_updates", "single")
+                 "graph", "optimized", "verify_pending", "n_updates", "single", "plain")
 
 
 class HybridCache:
@@ -83,6 +83,9 @@ class HybridCache:
         self.last_key = None
         self.traces = 0
         self.warned = False
+        # (shape, dtype, training mode, entry) of the last plain call: one array in, one array
+        # out, not recording. A batch-1 inference loop hits it on every call and skips the key.
+        self._fast = None
 
     # -- signatures -------------------------------------------------------------------------------
     def _key(self, args, kwargs):
@@ -112,6 +115,10 @@ class HybridCache:
             a = args[0]
             d = a._data
             rec = _STATE.recording
+            fast = self._fast
+            if fast is not None and not rec and fast[1] is d.dtype and fast[0] == d.shape and \
+                    fast[2] is _STATE.training and fast[3].epoch == Parameter._epoch:
+                return wrap(fast[3].forward(d)[0])
             key = (((d.shape, d.dtype.char, rec and (a._node is not None or
                                                      a._grad_req is not None)),),
                    _STATE.training, rec)
@@ -128,6 +135,8 @@ class HybridCache:
             self._write_state(entry, results)
         if entry.verify_pending:
             self._verify(entry, args, results)
+        elif entry.plain and len(args) == 1 and not kwargs:
+            self._fast = (args[0]._data.shape, args[0]._data.dtype, _STATE.training, entry)
         if entry.single:
             return wrap(results[0])
         return unflatten(entry.out_tree, [wrap(r) for r in results[:entry.num_outputs]])[0]
@@ -184,14 +193,18 @@ class HybridCache:
                     bwd_bound[id(res_node)] = traced.params[pos - entry.num_args]._data._data
                 else:
                     entry.bwd_free_inputs.append(pos)
-            entry.backward = backend.compile(bwd_graph, bwd_bound, compile_opts).fn
+            entry.backward = backend.compile(bwd_graph, bwd_bound,
+                                             dict(compile_opts, label=f"{name}.backward")).fn
         else:
             fwd_graph = run_pipeline(graph, training=training, disable=disable, dump=dump,
                                      label=f"{name}.forward")
         entry.optimized = fwd_graph
-        entry.compiled = backend.compile(fwd_graph, bound, compile_opts)
+        entry.compiled = backend.compile(fwd_graph, bound,
+                                         dict(compile_opts, label=f"{name}.forward"))
         entry.forward = entry.compiled.fn
         entry.verify_pending = bool(opts.get("verify") or env_flag("KILN_VERIFY"))
+        entry.plain = (entry.single and entry.free_arg_positions == [0] and not entry.n_updates
+                       and entry.num_outputs == 1)
         self.entries[key] = entry
         self.traces += 1
         if env_int("KILN_DEBUG") >= 1:

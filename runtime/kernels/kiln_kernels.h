@@ -204,9 +204,10 @@ void kiln_sgd_update_f32(float *w, const float *g, float *mom, long n, float lr,
 
 /* Adam (MXNet): m = b1 m + (1 - b1) g';  v = b2 v + (1 - b2) g'^2;
  *               w -= lr * m / (sqrt(v) + eps)
- * lr is the bias-corrected rate lr * sqrt(1 - b2^t) / (1 - b1^t). */
+ * lr is the bias-corrected rate lr * sqrt(1 - b2^t) / (1 - b1^t). The betas are double:
+ * 1 - b2 computed from a float b2 = 0.999 would be off by 1e-5. */
 void kiln_adam_update_f32(float *w, const float *g, float *m, float *v, long n, float lr,
-                          float beta1, float beta2, float eps, float wd, float rescale,
+                          double beta1, double beta2, float eps, float wd, float rescale,
                           float clip);
 
 #ifdef __cplusplus

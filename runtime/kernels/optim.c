@@ -8,6 +8,7 @@ typedef struct {
     float *w, *mom, *m, *v;
     const float *g;
     float lr, momentum, wd, rescale, clip, beta1, beta2, eps;
+    float c1, c2;   /* 1 - beta1, 1 - beta2, rounded from double */
 } opt_job;
 
 static inline float prep(float g, float w, const opt_job *d) {
@@ -33,7 +34,7 @@ static void sgd_range(void *ctx, long lo, long hi) {
 
 void kiln_sgd_update_f32(float *w, const float *g, float *mom, long n, float lr, float momentum,
                          float wd, float rescale, float clip) {
-    opt_job d = {w, mom, NULL, NULL, g, lr, momentum, wd, rescale, clip, 0, 0, 0};
+    opt_job d = {w, mom, NULL, NULL, g, lr, momentum, wd, rescale, clip, 0, 0, 0, 0, 0};
     kiln_parallel_for(sgd_range, &d, n, 1L << 17);
 }
 
@@ -41,7 +42,7 @@ static void adam_range(void *ctx, long lo, long hi) {
     const opt_job *d = (const opt_job *)ctx;
     float *w = d->w, *m = d->m, *v = d->v;
     const float *g = d->g;
-    float b1 = d->beta1, b2 = d->beta2, c1 = 1.0f - d->beta1, c2 = 1.0f - d->beta2;
+    float b1 = d->beta1, b2 = d->beta2, c1 = d->c1, c2 = d->c2;
     for (long i = lo; i < hi; i++) {
         float gi = prep(g[i], w[i], d);
         m[i] = b1 * m[i] + c1 * gi;
@@ -51,8 +52,9 @@ static void adam_range(void *ctx, long lo, long hi) {
 }
 
 void kiln_adam_update_f32(float *w, const float *g, float *m, float *v, long n, float lr,
-                          float beta1, float beta2, float eps, float wd, float rescale,
+                          double beta1, double beta2, float eps, float wd, float rescale,
                           float clip) {
-    opt_job d = {w, NULL, m, v, g, lr, 0, wd, rescale, clip, beta1, beta2, eps};
+    opt_job d = {w, NULL, m, v, g, lr, 0, wd, rescale, clip, (float)beta1, (float)beta2, eps,
+                 (float)(1.0 - beta1), (float)(1.0 - beta2)};
     kiln_parallel_for(adam_range, &d, n, 1L << 16);
 }

@@ -399,8 +399,8 @@ static int sgd_one(PyObject *w, PyObject *g, PyObject *mom, float lr, float mome
     return 0;
 }
 
-static int adam_one(PyObject *w, PyObject *g, PyObject *m, PyObject *v, float lr, float b1,
-                    float b2, float eps, float wd, float rescale, float clip) {
+static int adam_one(PyObject *w, PyObject *g, PyObject *m, PyObject *v, float lr, double b1,
+                    double b2, float eps, float wd, float rescale, float clip) {
     npy_intp nw, ng, nm, nv;
     float *pw = f32_data(w, "weight", &nw, 1);
     if (!pw) return -1;
@@ -442,7 +442,7 @@ static PyObject *py_adam_update(PyObject *self, PyObject *const *args, Py_ssize_
         f[i] = PyFloat_AsDouble(args[4 + i]);
         if (f[i] == -1.0 && PyErr_Occurred()) return NULL;
     }
-    if (adam_one(args[0], args[1], args[2], args[3], (float)f[0], (float)f[1], (float)f[2],
+    if (adam_one(args[0], args[1], args[2], args[3], (float)f[0], f[1], f[2],
                  (float)f[3], (float)f[4], (float)f[5], (float)f[6]) < 0)
         return NULL;
     Py_RETURN_NONE;
@@ -522,7 +522,7 @@ static PyObject *py_adam_update_multi(PyObject *self, PyObject *const *args, Py_
         if (PyErr_Occurred()) goto out;
         if (adam_one(PySequence_Fast_GET_ITEM(seq[0], i), PySequence_Fast_GET_ITEM(seq[1], i),
                      PySequence_Fast_GET_ITEM(seq[2], i), PySequence_Fast_GET_ITEM(seq[3], i),
-                     (float)lr, (float)b1, (float)b2, (float)eps, (float)wd, (float)rescale,
+                     (float)lr, b1, b2, (float)eps, (float)wd, (float)rescale,
                      (float)clip) < 0)
             goto out;
     }

@@ -62,6 +62,7 @@ class Runtime:
 
 _LOCK = threading.Lock()
 _RUNTIME: dict[str, Runtime] = {}
+_FAILED: dict[str, CompileError] = {}    # a runtime that failed to build is not retried
 _LIBS: dict[str, ctypes.CDLL] = {}
 
 
@@ -84,7 +85,13 @@ def load_runtime() -> Runtime:
     with _LOCK:
         rt = _RUNTIME.get(memo)
         if rt is None:
-            rt = _build(tc, src, blas_choice)
+            if memo in _FAILED:
+                raise _FAILED[memo]
+            try:
+                rt = _build(tc, src, blas_choice)
+            except CompileError as e:
+                _FAILED[memo] = e
+                raise
             _RUNTIME[memo] = rt
         return rt
 
