@@ -149,6 +149,10 @@ class LoweringError(Exception):
     """A node the lowering cannot handle after all (the generator falls back to Python)."""
 
 
+# Functions run on the Generator before emission; they may mark nodes as absorbed by others
+# (gen.skip) and record what was absorbed (gen.fusions). See conv.py.
+PREPASSES: list = []
+
 # Operators whose result is a new view of their first input (no code).
 VIEW_OPS = frozenset({"reshape", "expand_dims", "squeeze", "broadcast_to", "transpose",
                       "stop_gradient", "copy", "batch_flatten"})
@@ -173,7 +177,11 @@ class Generator:
         self.lowered: dict[str, int] = {}
         self.fallback: dict[str, int] = {}
         self.inplace_count = 0
+        self.skip: set[int] = set()            # ids of nodes another node's code computes
+        self.fusions: dict[int, dict] = {}     # id(node) -> what it absorbed (see conv.py)
         self._prepass()
+        for hook in PREPASSES:
+            hook(self)
 
     # -- analysis before emission ---------------------------------------------------------------
     def _prepass(self) -> None:
@@ -223,6 +231,16 @@ class Generator:
                 return False
             v = n.inputs[0]
         return True
+
+    def readers(self) -> dict[Value, list[Node]]:
+        """For each value, the nodes reading it (graph outputs count as a None reader)."""
+        out: dict[Value, list] = {}
+        for n in self.graph.nodes:
+            for v in n.inputs:
+                out.setdefault(v, []).append(n)
+        for v in self.graph.outputs:
+            out.setdefault(v, []).append(None)
+        return out
 
     def dies_here(self, v: Value) -> bool:
         """The memory behind `v` is read by no later node and is no graph output."""
@@ -395,6 +413,8 @@ def generate(graph: Graph, bound: dict, label: str = "graph") -> NativeProgram:
                 s = gen.param_storage(arr)
                 gen.views[Value(n, 0)] = View(s, 0, tuple(arr.shape),
                                               contiguous_strides(tuple(arr.shape)), arr.dtype)
+            continue
+        if id(n) in gen.skip:
             continue
         if n.op in VIEW_OPS and lower_view(gen, n):
             continue

@@ -7,7 +7,8 @@ memory (NumPy needs four to six passes and scratch buffers for the same step):
     SGD:  mom = momentum * mom - lr * g;  weight += mom       (mom None: weight -= lr * g)
     Adam: mean = beta1 * mean + (1 - beta1) * g
           var  = beta2 * var + (1 - beta2) * g * g
-          weight -= lr_t * mean / (sqrt(var) + epsilon),  lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t)
+          weight -= lr_t * mean / (sqrt(var) + epsilon)
+          lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t)
 
 The `_multi` forms update a whole list of parameters in one native call (per-parameter learning
 rates and weight decays), which is what a Trainer step should use.
