@@ -339,8 +339,14 @@ static PyObject *runner_get_arena(Runner *r, void *closure) {
     return r->arena;
 }
 
+static PyObject *runner_get_params(Runner *r, void *closure) {
+    Py_INCREF(r->params);
+    return r->params;
+}
+
 static PyGetSetDef runner_getset[] = {
     {"arena", (getter)runner_get_arena, NULL, "the array holding intermediate values", NULL},
+    {"params", (getter)runner_get_params, NULL, "the arrays read in place (PRM order)", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -116,6 +116,39 @@ def compiler_missing_reason() -> str:
 
 @functools.lru_cache(maxsize=8)
 def _probe(cc: tuple[str, ...], extra_flags: str, native_arch: bool) -> Toolchain:
+    """The toolchain for `cc`; what probing found is remembered in the cache folder, keyed by
+    the compiler binary's path, size and time, so later processes skip the probe."""
+    import json
+
+    from .cache import LAYOUT_VERSION, cache_root, digest
+
+    exe = shutil.which(cc[0]) or cc[0]
+    try:
+        st = os.stat(os.path.realpath(exe))
+        stamp = f"{os.path.realpath(exe)}|{st.st_size}|{st.st_mtime_ns}"
+    except OSError:
+        stamp = exe
+    memo = cache_root() / LAYOUT_VERSION / "toolchains" / (
+        digest(" ".join(cc), stamp, extra_flags, str(native_arch), cpu_fingerprint())[:32]
+        + ".json")
+    try:
+        known = json.loads(memo.read_text())
+        return Toolchain(tuple(known["cc"]), known["version"], tuple(known["flags"]))
+    except (OSError, ValueError, KeyError):
+        pass
+    tc = _probe_now(cc, extra_flags, native_arch)
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"cc": list(tc.cc), "version": tc.version,
+                                   "flags": list(tc.flags)}))
+        os.replace(tmp, memo)
+    except OSError:
+        pass
+    return tc
+
+
+def _probe_now(cc: tuple[str, ...], extra_flags: str, native_arch: bool) -> Toolchain:
     try:
         proc = subprocess.run([*cc, "--version"], stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, check=False, timeout=30)
