@@ -5,14 +5,17 @@
  *              4 rows of B at a time against up to 4 rows of A, B streamed once. For a batch
  *              of one this is the GEMV that bounds small MLPs (memory bound: W read once).
  *   - rows:    C = A B for few rows of A: each row of B read once, broadcast A scalars.
- *   - blocked: the general case: B packed in panels of NR columns, A in panels of MR rows,
+ *   - direct:  C = A B without packing (gemm_direct.c), for the other untransposed products.
+ *   - blocked: the general case (transposed operands, any alpha and beta): B packed in panels of NR columns, A in panels of MR rows,
  *              an MR x NR register tile; row blocks in parallel.
  * Large products go to the installed BLAS when there is one (kiln_blas_use_*).
  */
 #include "kiln_kernels.h"
+#include "kk_gemm.h"
 #include "kk_simd.h"
 #include "kiln_math.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #if defined(__AVX512F__) || defined(__AVX__)
@@ -138,6 +141,16 @@ static void scale_c(long m, long n, float beta, float *c, long ldc) {
  * dot kernel: C[i, j] = alpha * <A[i, :k], B[j, :k]> + beta * C[i, j], rows contiguous
  * ------------------------------------------------------------------------------------------- */
 
+/* Leading elements to handle one by one so that vector loads from b are aligned (when every
+ * row of b has the same alignment). Misaligned 64-byte loads straddle two cache lines, which
+ * costs a third of the bandwidth of a memory-bound GEMV. */
+static inline long align_peel(const float *b, long ldb, long k) {
+    if (ldb % KK_VLEN != 0) return 0;
+    long mis = (long)(((uintptr_t)b / sizeof(float)) % KK_VLEN);
+    long peel = mis ? KK_VLEN - mis : 0;
+    return peel < k ? peel : 0;
+}
+
 /* Up to 4 rows of A against 4 rows of B; out[r * 4 + q]. */
 static inline void dot_tile(const float *a, long lda, int mr, const float *b, long ldb, long k,
                             float *out) {
@@ -145,7 +158,8 @@ static inline void dot_tile(const float *a, long lda, int mr, const float *b, lo
     for (int r = 0; r < 4; r++)
         for (int q = 0; q < 4; q++) acc[r][q] = kk_splat(0.0f);
     const float *b0 = b, *b1 = b + ldb, *b2 = b + 2 * ldb, *b3 = b + 3 * ldb;
-    long p = 0;
+    long peel = align_peel(b, ldb, k);
+    long p = peel;
     for (; p + KK_VLEN <= k; p += KK_VLEN) {
         kk_vf w0 = kk_load(b0 + p), w1 = kk_load(b1 + p), w2 = kk_load(b2 + p),
               w3 = kk_load(b3 + p);
@@ -159,6 +173,13 @@ static inline void dot_tile(const float *a, long lda, int mr, const float *b, lo
     }
     for (int r = 0; r < mr; r++) {
         hsum4(acc[r][0], acc[r][1], acc[r][2], acc[r][3], out + r * 4);
+        for (long q = 0; q < peel; q++) {
+            float x = a[r * lda + q];
+            out[r * 4 + 0] += x * b0[q];
+            out[r * 4 + 1] += x * b1[q];
+            out[r * 4 + 2] += x * b2[q];
+            out[r * 4 + 3] += x * b3[q];
+        }
         for (long q = p; q < k; q++) {
             float x = a[r * lda + q];
             out[r * 4 + 0] += x * b0[q];
@@ -433,6 +454,8 @@ void kiln_sgemm_builtin(int ta, int tb, long m, long n, long k, float alpha, con
         gemm_dot(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL, KILN_ACT_NONE, parallel);
     } else if (!tb && m <= 2 * ROWS_MAX) {
         gemm_rows(ta, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, parallel);
+    } else if (!ta && !tb && alpha == 1.0f && (beta == 0.0f || beta == 1.0f)) {
+        kk_gemm_nn_direct_par(m, n, k, a, lda, b, ldb, c, ldc, beta == 1.0f, parallel);
     } else {
         gemm_blocked(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     }
