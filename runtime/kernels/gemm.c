@@ -441,6 +441,28 @@ static void gemm_blocked(int ta, int tb, long m, long n, long k, float alpha, co
  * dispatch
  * ------------------------------------------------------------------------------------------- */
 
+/* dst (cols x rows, dense) = src^T, src rows x cols with leading dimension ld; 32 x 32 tiles */
+typedef struct {
+    const float *src;
+    float *dst;
+    long rows, cols, ld;
+} transpose_job;
+
+static void transpose_tiles(void *ctx, long r0, long r1) {
+    const transpose_job *d = (const transpose_job *)ctx;
+    for (long i0 = r0 * 32; i0 < KK_MIN(r1 * 32, d->rows); i0 += 32)
+        for (long j0 = 0; j0 < d->cols; j0 += 32)
+            for (long i = i0; i < KK_MIN(i0 + 32, d->rows); i++)
+                for (long j = j0; j < KK_MIN(j0 + 32, d->cols); j++)
+                    d->dst[j * d->rows + i] = d->src[i * d->ld + j];
+}
+
+static void transpose_into(float *dst, const float *src, long rows, long cols, long ld) {
+    transpose_job d = {src, dst, rows, cols, ld};
+    long tiles = (rows + 31) / 32;
+    kiln_parallel_for(transpose_tiles, &d, tiles, KK_MAX(1, 16384 / (32 * cols + 1)));
+}
+
 void kiln_sgemm_builtin(int ta, int tb, long m, long n, long k, float alpha, const float *a,
                         long lda, const float *b, long ldb, float beta, float *c, long ldc) {
     if (m <= 0 || n <= 0) return;
@@ -454,7 +476,21 @@ void kiln_sgemm_builtin(int ta, int tb, long m, long n, long k, float alpha, con
         gemm_dot(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL, KILN_ACT_NONE, parallel);
     } else if (!tb && m <= 2 * ROWS_MAX) {
         gemm_rows(ta, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, parallel);
-    } else if (!ta && !tb && alpha == 1.0f && (beta == 0.0f || beta == 1.0f)) {
+    } else if (alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && ((!ta && !tb) || parallel)) {
+        /* transposed operands of large products: transpose them (O(mk + kn)), then the
+         * unpacked NN kernel (O(mnk)) */
+        if (ta) {
+            float *t = (float *)kiln_scratch(0, (size_t)m * k * sizeof(float));
+            transpose_into(t, a, k, m, lda);
+            a = t;
+            lda = k;
+        }
+        if (tb) {
+            float *t = (float *)kiln_scratch(1, (size_t)k * n * sizeof(float));
+            transpose_into(t, b, n, k, ldb);
+            b = t;
+            ldb = n;
+        }
         kk_gemm_nn_direct_par(m, n, k, a, lda, b, ldb, c, ldc, beta == 1.0f, parallel);
     } else {
         gemm_blocked(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);

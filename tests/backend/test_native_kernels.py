@@ -55,7 +55,7 @@ def rand(*shape, seed=0):
 @pytest.mark.parametrize("builtin", [False, True])
 @pytest.mark.parametrize("ta,tb", [(0, 0), (0, 1), (1, 0), (1, 1)])
 @pytest.mark.parametrize("m,n,k", [(1, 7, 5), (3, 33, 17), (16, 40, 70), (67, 45, 300),
-                                   (130, 129, 65)])
+                                   (130, 129, 65), (200, 150, 90)])
 def test_sgemm(lib, builtin, ta, tb, m, n, k):
     a = rand(k, m) if ta else rand(m, k)
     b = rand(n, k, seed=1) if tb else rand(k, n, seed=1)
@@ -248,3 +248,21 @@ def test_pool2d(lib, kind, k, s, p, full):
             assert np.isclose(lhs, float((y1 * dy).sum()), rtol=1e-4)
         else:
             assert np.isclose(float(dx.sum()), float(dy.sum()), rtol=1e-4)
+
+
+def test_thread_pool_under_many_small_jobs(lib):
+    """Hundreds of parallel jobs back to back: every element is processed exactly once."""
+    x = rand(64, 4000, 8)
+    expect = x.sum(axis=1)
+    y = np.empty((64, 8), np.float32)
+    for _ in range(300):
+        y[...] = 0
+        lib.kiln_sum_axis_f32(ptr(x), ptr(y), 64, 4000, 8, 0)
+        np.testing.assert_allclose(y, expect, rtol=1e-4, atol=1e-3)
+    z = rand(3000, 40)
+    out = np.empty_like(z)
+    ref = np.exp(z - z.max(axis=1, keepdims=True))
+    ref /= ref.sum(axis=1, keepdims=True)
+    for _ in range(300):
+        lib.kiln_softmax_f32(ptr(z), ptr(out), 3000, 40, 1, 1.0, 0)
+        np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
