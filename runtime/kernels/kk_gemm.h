@@ -12,4 +12,11 @@ void kk_gemm_nn_direct(long k, const float *a, long lda, const float *b, long ld
 void kk_gemm_nn_direct_par(long m, long n, long k, const float *a, long lda, const float *b,
                            long ldb, float *c, long ldc, int accumulate, int parallel);
 
+/* The same with B's row p at b + boff[p] (an implicit im2col: the rows are shifted views of
+ * a padded image). */
+void kk_gemm_nn_rows(long k, const float *a, long lda, const float *b, const long *boff,
+                     float *c, long ldc, long i0, long i1, long j0, long j1, int accumulate);
+void kk_gemm_nn_rows_par(long m, long n, long k, const float *a, long lda, const float *b,
+                         const long *boff, float *c, long ldc, int accumulate, int parallel);
+
 #endif
