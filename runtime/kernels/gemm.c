@@ -497,13 +497,76 @@ void kiln_sgemm_builtin(int ta, int tb, long m, long n, long k, float alpha, con
     }
 }
 
+/* BLAS threads: with the BLAS's thread-count functions installed, a large product runs as
+ * column (or row) blocks on kiln's pool, each a single-threaded BLAS call; the BLAS's own count
+ * is restored afterwards. One pool then owns the cores: no second set of spinning threads, and
+ * blocks go to whichever thread is running (see threads.c). */
+typedef int (*blas_get_threads_fn)(void);
+typedef void (*blas_set_threads_fn)(int);
+static blas_get_threads_fn g_blas_get_threads;
+static blas_set_threads_fn g_blas_set_threads;
+
+void kiln_blas_use_thread_control(void *get_num_threads, void *set_num_threads) {
+    g_blas_get_threads = (blas_get_threads_fn)get_num_threads;
+    g_blas_set_threads = (blas_set_threads_fn)set_num_threads;
+}
+
+typedef struct {
+    int ta, tb, by_rows;
+    long m, n, k, lda, ldb, ldc, block;
+    float alpha, beta;
+    const float *a, *b;
+    float *c;
+} split_job;
+
+static void blas_blocks(void *ctx, long b0, long b1) {
+    const split_job *d = (const split_job *)ctx;
+    for (long blk = b0; blk < b1; blk++) {
+        long lo = blk * d->block, len = KK_MIN(d->block, (d->by_rows ? d->m : d->n) - lo);
+        if (d->by_rows) {   /* rows lo.. of op(A) and C */
+            const float *a = d->ta ? d->a + lo : d->a + lo * d->lda;
+            blas_call(d->ta, d->tb, len, d->n, d->k, d->alpha, a, d->lda, d->b, d->ldb, d->beta,
+                      d->c + lo * d->ldc, d->ldc);
+        } else {            /* columns lo.. of op(B) and C */
+            const float *b = d->tb ? d->b + lo * d->ldb : d->b + lo;
+            blas_call(d->ta, d->tb, d->m, len, d->k, d->alpha, d->a, d->lda, b, d->ldb, d->beta,
+                      d->c + lo, d->ldc);
+        }
+    }
+}
+
+static void blas_split(int ta, int tb, long m, long n, long k, float alpha, const float *a,
+                       long lda, const float *b, long ldb, float beta, float *c, long ldc) {
+    int threads = kiln_get_num_threads();
+    double work = (double)m * n * k;
+    if (threads <= 1 || work < 4e6 || !g_blas_set_threads) {
+        int prev = g_blas_set_threads ? g_blas_get_threads() : 0;
+        if (prev > 1) g_blas_set_threads(1);
+        blas_call(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        if (prev > 1) g_blas_set_threads(prev);
+        return;
+    }
+    split_job d = {ta, tb, n < 2 * 64 * threads, m, n, k, lda, ldb, ldc, 0, alpha, beta, a, b, c};
+    long extent = d.by_rows ? m : n;
+    long blocks = KK_MIN(4L * threads, extent / 16 > 0 ? extent / 16 : 1);
+    d.block = ((extent + blocks - 1) / blocks + 15) & ~15L;
+    blocks = (extent + d.block - 1) / d.block;
+    int prev = g_blas_get_threads();
+    if (prev != 1) g_blas_set_threads(1);
+    kiln_parallel_for(blas_blocks, &d, blocks, 1);
+    if (prev != 1) g_blas_set_threads(prev);
+}
+
 void kiln_sgemm(int ta, int tb, long m, long n, long k, float alpha, const float *a, long lda,
                 const float *b, long ldb, float beta, float *c, long ldc) {
     if (m <= 0 || n <= 0) return;
     double work = (double)m * n * k;
     int few_rows = m <= 8;
     if (g_blas_kind && k > 0 && work >= g_blas_threshold && !few_rows) {
-        blas_call(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        if (g_blas_set_threads)
+            blas_split(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        else
+            blas_call(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
     kiln_sgemm_builtin(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);

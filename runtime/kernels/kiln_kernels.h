@@ -76,6 +76,12 @@ void kiln_blas_use_cblas64(void *cblas_sgemm64);
 void kiln_blas_use_cblas(void *cblas_sgemm);
 void kiln_blas_use_f77(void *sgemm_f77);
 void kiln_blas_set_threshold(double mnk);
+
+/* Optional: the BLAS's `int get_num_threads(void)` and `void set_num_threads(int)` (OpenBLAS's
+ * openblas_get/set_num_threads). With them, large products run as blocks on kiln's thread pool,
+ * each a single-threaded BLAS call (the BLAS's own setting is restored after each product), so
+ * that one pool owns the cores. Without them the BLAS threads its calls itself. */
+void kiln_blas_use_thread_control(void *get_num_threads, void *set_num_threads);
 /* 0: none installed; 1: cblas64; 2: cblas; 3: f77 */
 int kiln_blas_kind(void);
 

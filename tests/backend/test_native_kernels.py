@@ -55,7 +55,7 @@ def rand(*shape, seed=0):
 @pytest.mark.parametrize("builtin", [False, True])
 @pytest.mark.parametrize("ta,tb", [(0, 0), (0, 1), (1, 0), (1, 1)])
 @pytest.mark.parametrize("m,n,k", [(1, 7, 5), (3, 33, 17), (16, 40, 70), (67, 45, 300),
-                                   (130, 129, 65), (200, 150, 90)])
+                                   (130, 129, 65), (200, 150, 90), (300, 260, 80)])
 def test_sgemm(lib, builtin, ta, tb, m, n, k):
     a = rand(k, m) if ta else rand(m, k)
     b = rand(n, k, seed=1) if tb else rand(k, n, seed=1)

@@ -560,6 +560,13 @@ static PyObject *py_set_blas(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static PyObject *py_set_blas_threads(PyObject *self, PyObject *args) {
+    unsigned long long get_address, set_address;
+    if (!PyArg_ParseTuple(args, "KK", &get_address, &set_address)) return NULL;
+    kiln_blas_use_thread_control((void *)(uintptr_t)get_address, (void *)(uintptr_t)set_address);
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_blas_kind(PyObject *self, PyObject *unused) {
     return PyLong_FromLong(kiln_blas_kind());
 }
@@ -598,6 +605,8 @@ static PyMethodDef methods[] = {
      "rescale, clip)"},
     {"set_blas", py_set_blas, METH_VARARGS, "set_blas(kind, address)"},
     {"blas_kind", py_blas_kind, METH_NOARGS, "0 none, 1 cblas64, 2 cblas, 3 f77"},
+    {"set_blas_threads", py_set_blas_threads, METH_VARARGS,
+     "set_blas_threads(get_address, set_address): run large products on kiln's pool"},
     {"set_blas_threshold", py_set_blas_threshold, METH_O, "m*n*k below which GEMMs stay built in"},
     {"set_num_threads", py_set_num_threads, METH_O, "threads of the kernels (0: default)"},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "threads of the kernels"},

@@ -9,6 +9,9 @@ process:
 
     KILN_BLAS=numpy|scipy|none   which BLAS large matrix products use (default: NumPy's bundled
                                  OpenBLAS, else SciPy's through cython_blas, else kiln's own)
+    KILN_BLAS_THREADS=kiln|blas  who parallelises a large product: kiln's pool running
+                                 single-threaded BLAS blocks (default, when the BLAS exports its
+                                 thread-count functions), or the BLAS's own threads
     KILN_KERNELS_DIR=path        where the kernel sources are (default: runtime/kernels of the
                                  source tree kiln runs from)
     KILN_NUM_THREADS / OMP_NUM_THREADS    threads of kiln's own parallel loops; BLAS threads
@@ -81,7 +84,7 @@ def load_runtime() -> Runtime:
         raise CompileError("kiln's C kernel sources (runtime/kernels/kiln_kernels.h) were not "
                            "found; set KILN_KERNELS_DIR to that folder")
     blas_choice = os.environ.get("KILN_BLAS", "auto").lower()
-    memo = f"{tc.identity}|{src}|{blas_choice}"
+    memo = f"{tc.identity}|{src}|{blas_choice}|{os.environ.get('KILN_BLAS_THREADS', 'kiln')}"
     with _LOCK:
         rt = _RUNTIME.get(memo)
         if rt is None:
@@ -177,8 +180,14 @@ _CBLAS_SYMBOLS = (("scipy_cblas_sgemm64_", 1), ("cblas_sgemm64_", 1), ("scipy_cb
                   ("cblas_sgemm", 2))
 
 
-def _numpy_openblas() -> tuple[int, int] | None:
-    """(kind, address) of the sgemm in NumPy's bundled OpenBLAS."""
+_THREAD_SYMBOLS = (("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+                   ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
+                   ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
+                   ("openblas_get_num_threads", "openblas_set_num_threads"))
+
+
+def _numpy_openblas() -> tuple[int, int, tuple | None] | None:
+    """(kind, address, thread functions) of the sgemm in NumPy's bundled OpenBLAS."""
     root = Path(_np.__file__).resolve().parent
     patterns = [str(root.parent / "numpy.libs" / "lib*openblas*"),
                 str(root / ".dylibs" / "lib*openblas*")]
@@ -192,7 +201,15 @@ def _numpy_openblas() -> tuple[int, int] | None:
                 fn = getattr(lib, symbol, None)
                 if fn is not None:
                     _LIBS[path] = lib
-                    return kind, ctypes.cast(fn, ctypes.c_void_p).value
+                    threads = None
+                    for get_name, set_name in _THREAD_SYMBOLS:
+                        get_fn, set_fn = getattr(lib, get_name, None), getattr(lib, set_name,
+                                                                              None)
+                        if get_fn is not None and set_fn is not None:
+                            threads = (ctypes.cast(get_fn, ctypes.c_void_p).value,
+                                       ctypes.cast(set_fn, ctypes.c_void_p).value)
+                            break
+                    return kind, ctypes.cast(fn, ctypes.c_void_p).value, threads
     return None
 
 
@@ -211,7 +228,7 @@ def _scipy_blas() -> tuple[int, int] | None:
     get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
     get_pointer.restype = ctypes.c_void_p
     get_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
-    return 3, get_pointer(capsule, get_name(capsule))
+    return 3, get_pointer(capsule, get_name(capsule)), None
 
 
 def _install_blas(module, choice: str) -> str:
@@ -224,7 +241,11 @@ def _install_blas(module, choice: str) -> str:
         found = finder() if finder else None
         if found:
             module.set_blas(found[0], found[1])
-            return {1: f"{name} (cblas, 64-bit ints)", 2: f"{name} (cblas)",
-                    3: f"{name} (Fortran sgemm)"}[found[0]]
+            label = {1: f"{name} (cblas, 64-bit ints)", 2: f"{name} (cblas)",
+                     3: f"{name} (Fortran sgemm)"}[found[0]]
+            if found[2] is not None and os.environ.get("KILN_BLAS_THREADS", "kiln") == "kiln":
+                module.set_blas_threads(*found[2])
+                label += ", single-threaded blocks on kiln's pool"
+            return label
     module.set_blas(0, 0)
     return "built-in"
