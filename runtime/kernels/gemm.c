@@ -151,14 +151,23 @@ static inline long align_peel(const float *b, long ldb, long k) {
     return peel < k ? peel : 0;
 }
 
-/* Up to 4 rows of A against 4 rows of B; out[r * 4 + q]. */
+/* 1.0 in lanes [lo, hi), 0.0 elsewhere */
+static inline kk_vf lane_mask(long lo, long hi) {
+    kk_vf m;
+    for (int i = 0; i < KK_VLEN; i++) m[i] = (i >= lo && i < hi) ? 1.0f : 0.0f;
+    return m;
+}
+
+/* Up to 4 rows of A against 4 rows of B; out[r * 4 + q]. The loads from B are aligned (after a
+ * head of `peel` elements); the head and the ragged tail are whole vectors with the lanes
+ * outside them zeroed, so no scalar loop runs. */
 static inline void dot_tile(const float *a, long lda, int mr, const float *b, long ldb, long k,
                             float *out) {
     kk_vf acc[4][4];
     for (int r = 0; r < 4; r++)
         for (int q = 0; q < 4; q++) acc[r][q] = kk_splat(0.0f);
     const float *b0 = b, *b1 = b + ldb, *b2 = b + 2 * ldb, *b3 = b + 3 * ldb;
-    long peel = align_peel(b, ldb, k);
+    long peel = k >= KK_VLEN ? align_peel(b, ldb, k) : 0;
     long p = peel;
     for (; p + KK_VLEN <= k; p += KK_VLEN) {
         kk_vf w0 = kk_load(b0 + p), w1 = kk_load(b1 + p), w2 = kk_load(b2 + p),
@@ -171,16 +180,26 @@ static inline void dot_tile(const float *a, long lda, int mr, const float *b, lo
             acc[r][3] += x * w3;
         }
     }
+    long rem = k - p;
+    if (k >= KK_VLEN && (peel || rem)) {
+        /* head [0, peel) and tail [p, k) as masked whole vectors */
+        kk_vf hm = lane_mask(0, peel), tm = lane_mask(KK_VLEN - rem, KK_VLEN);
+        long t0 = k - KK_VLEN;
+        kk_vf h0 = kk_load(b0), h1 = kk_load(b1), h2 = kk_load(b2), h3 = kk_load(b3);
+        kk_vf e0 = kk_load(b0 + t0), e1 = kk_load(b1 + t0), e2 = kk_load(b2 + t0),
+              e3 = kk_load(b3 + t0);
+        for (int r = 0; r < mr; r++) {
+            kk_vf xh = kk_load(a + r * lda) * hm, xt = kk_load(a + r * lda + t0) * tm;
+            acc[r][0] += xh * h0 + xt * e0;
+            acc[r][1] += xh * h1 + xt * e1;
+            acc[r][2] += xh * h2 + xt * e2;
+            acc[r][3] += xh * h3 + xt * e3;
+        }
+        rem = 0;
+    }
     for (int r = 0; r < mr; r++) {
         hsum4(acc[r][0], acc[r][1], acc[r][2], acc[r][3], out + r * 4);
-        for (long q = 0; q < peel; q++) {
-            float x = a[r * lda + q];
-            out[r * 4 + 0] += x * b0[q];
-            out[r * 4 + 1] += x * b1[q];
-            out[r * 4 + 2] += x * b2[q];
-            out[r * 4 + 3] += x * b3[q];
-        }
-        for (long q = p; q < k; q++) {
+        for (long q = k - rem; q < k; q++) {   /* k < one vector only */
             float x = a[r * lda + q];
             out[r * 4 + 0] += x * b0[q];
             out[r * 4 + 1] += x * b1[q];
