@@ -202,6 +202,32 @@ static void pad_image(const kiln_conv2d *p, long c, const float *x, float *xp) {
     }
 }
 
+/* y[f] (oh x ow) = the first ow of every wp columns of cb[f] (oh x wp), then the epilogue */
+static void crop_epilogue(const conv_job *d, long f0, long f1, const float *cb, long wp,
+                          float *y, const float *res) {
+    const kiln_conv2d *p = d->p;
+    long ohw = p->oh * p->ow, np = p->oh * wp;
+    for (long f = f0; f < f1; f++) {
+        float s = d->scale ? d->scale[f] : 1.0f, b = d->bias ? d->bias[f] : 0.0f;
+        const float *src = cb + (f - f0) * np;
+        float *yf = y + f * ohw;
+        const float *rf = res ? res + f * ohw : NULL;
+        for (long oy = 0; oy < p->oh; oy++) {
+            const float *sr = src + oy * wp;
+            float *yr = yf + oy * p->ow;
+            if (rf) {
+                const float *rr = rf + oy * p->ow;
+                for (long ox = 0; ox < p->ow; ox++) yr[ox] = sr[ox] * s + b + rr[ox];
+            } else {
+                for (long ox = 0; ox < p->ow; ox++) yr[ox] = sr[ox] * s + b;
+            }
+            if (d->act == KILN_ACT_RELU)
+                for (long ox = 0; ox < p->ow; ox++) yr[ox] = kiln_reluf(yr[ox]);
+        }
+        if (d->act != KILN_ACT_NONE && d->act != KILN_ACT_RELU) kiln_act_f32(yf, yf, ohw, d->act);
+    }
+}
+
 static void implicit_image(const conv_job *d, long img, const long *off) {
     const kiln_conv2d *p = d->p;
     long cg = p->c / p->groups, fg = p->f / p->groups, ohw = p->oh * p->ow;
@@ -215,27 +241,82 @@ static void implicit_image(const conv_job *d, long img, const long *off) {
         pad_image(p, cg, x + g * cg * p->h * p->w, xp);
         kk_gemm_nn_rows_par(fg, np, kdim, d->w + g * fg * kdim, kdim, xp, off, cb, np, 0,
                             !d->serial_gemm);
-        for (long f = g * fg; f < (g + 1) * fg; f++) {   /* crop, then the epilogue */
-            float s = d->scale ? d->scale[f] : 1.0f, b = d->bias ? d->bias[f] : 0.0f;
-            const float *src = cb + (f - g * fg) * np;
-            float *yf = y + f * ohw;
-            const float *rf = res ? res + f * ohw : NULL;
-            for (long oy = 0; oy < p->oh; oy++) {
-                const float *sr = src + oy * wp;
-                float *yr = yf + oy * p->ow;
-                if (rf) {
-                    const float *rr = rf + oy * p->ow;
-                    for (long ox = 0; ox < p->ow; ox++) yr[ox] = sr[ox] * s + b + rr[ox];
-                } else {
-                    for (long ox = 0; ox < p->ow; ox++) yr[ox] = sr[ox] * s + b;
-                }
-                if (d->act == KILN_ACT_RELU)
-                    for (long ox = 0; ox < p->ow; ox++) yr[ox] = kiln_reluf(yr[ox]);
+        crop_epilogue(d, g * fg, (g + 1) * fg, cb, wp, y, res);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * stride-2 convolutions with large kernels (ResNet's 7x7 stem), as stride-1 convolutions
+ *
+ * With ki = 2a + alpha and kj = 2b + beta, x_pad[2 oy + ki][2 ox + kj] is element (oy + a,
+ * ox + b) of the phase (alpha, beta) of the padded image (its even/odd rows and columns). So
+ * the convolution is a stride-1 convolution of the 4 c phases with a ceil(k/2)-sized kernel
+ * (zero where 2a + alpha >= k), run without im2col as above: 31% more multiply-adds for a 7x7
+ * kernel, but no column matrix (which for the stem is 147 rows of 12544 columns).
+ * ------------------------------------------------------------------------------------------- */
+
+static int polyphase_ok(const kiln_conv2d *p) {
+    return p->sh == 2 && p->sw == 2 && p->dh == 1 && p->dw == 1 && p->groups == 1 &&
+           p->kh >= 5 && p->kw >= 5;
+}
+
+typedef struct {
+    long ph_h, ph_w, plane, ka, kb, kdim;
+    float *w2;     /* (f, 4c, ka, kb) */
+    long *off;
+} polyphase;
+
+static void polyphase_setup(const kiln_conv2d *p, const float *w, polyphase *q) {
+    long hp = p->h + 2 * p->ph, wp = p->w + 2 * p->pw;
+    q->ph_h = (hp + 1) / 2;
+    q->ph_w = (wp + 1) / 2;
+    q->ka = (p->kh + 1) / 2;
+    q->kb = (p->kw + 1) / 2;
+    q->plane = (q->ph_h * q->ph_w + q->kb + 15) & ~15L;
+    q->kdim = 4 * p->c * q->ka * q->kb;
+    q->w2 = (float *)kiln_scratch(0, (size_t)p->f * q->kdim * sizeof(float));
+    q->off = (long *)kiln_scratch(1, (size_t)q->kdim * sizeof(long));
+    long *o = q->off;
+    for (long cp = 0; cp < 4 * p->c; cp++)
+        for (long a = 0; a < q->ka; a++)
+            for (long b = 0; b < q->kb; b++) *o++ = cp * q->plane + a * q->ph_w + b;
+    for (long f = 0; f < p->f; f++) {
+        float *dst = q->w2 + f * q->kdim;
+        for (long c = 0; c < p->c; c++)
+            for (long ab = 0; ab < 4; ab++)
+                for (long a = 0; a < q->ka; a++)
+                    for (long b = 0; b < q->kb; b++) {
+                        long ki = 2 * a + ab / 2, kj = 2 * b + ab % 2;
+                        *dst++ = (ki < p->kh && kj < p->kw)
+                                     ? w[((f * p->c + c) * p->kh + ki) * p->kw + kj] : 0.0f;
+                    }
+    }
+}
+
+static void polyphase_image(const conv_job *d, long img, const polyphase *q) {
+    const kiln_conv2d *p = d->p;
+    long ohw = p->oh * p->ow, np = p->oh * q->ph_w;
+    const float *x = d->x + img * p->c * p->h * p->w;
+    float *ph = (float *)kiln_scratch(2, (size_t)4 * p->c * q->plane * sizeof(float));
+    float *cb = (float *)kiln_scratch(3, (size_t)p->f * np * sizeof(float));
+    memset(ph, 0, (size_t)4 * p->c * q->plane * sizeof(float));
+    for (long c = 0; c < p->c; c++) {
+        const float *xc = x + c * p->h * p->w;
+        for (long iy = 0; iy < p->h; iy++) {
+            long py = iy + p->ph;            /* row in the padded image */
+            const float *xr = xc + iy * p->w;
+            for (long beta = 0; beta < 2; beta++) {
+                float *dst = ph + (c * 4 + (py % 2) * 2 + beta) * q->plane + (py / 2) * q->ph_w;
+                /* padded column px = ix + pw has phase px % 2 and index px / 2 */
+                long ix0 = ((beta - p->pw) % 2 + 2) % 2;
+                for (long ix = ix0; ix < p->w; ix += 2) dst[(ix + p->pw) / 2] = xr[ix];
             }
-            if (d->act != KILN_ACT_NONE && d->act != KILN_ACT_RELU)
-                kiln_act_f32(yf, yf, ohw, d->act);
         }
     }
+    kk_gemm_nn_rows_par(p->f, np, q->kdim, q->w2, q->kdim, ph, q->off, cb, np, 0,
+                        !d->serial_gemm);
+    crop_epilogue(d, 0, p->f, cb, q->ph_w, d->y + img * p->f * ohw,
+                  d->residual ? d->residual + img * p->f * ohw : NULL);
 }
 
 static void conv_image(const conv_job *d, long img) {
@@ -259,6 +340,10 @@ static void conv_image(const conv_job *d, long img) {
             float *yg = y + g * fg * ohw;
             if (d->serial_gemm)
                 kiln_sgemm_builtin(0, 0, fg, ohw, kdim, 1.0f, wg, kdim, b, ohw, 0.0f, yg, ohw);
+            else if (kdim <= 256 && ohw >= 1024)
+                /* few rows of columns, many columns (the 7x7 stem): the unpacked kernel reads
+                 * the column matrix once; BLAS would pack all of it first */
+                kk_gemm_nn_direct_par(fg, ohw, kdim, wg, kdim, b, ohw, yg, ohw, 0, 1);
             else
                 kiln_sgemm(0, 0, fg, ohw, kdim, 1.0f, wg, kdim, b, ohw, 0.0f, yg, ohw);
         }
@@ -269,13 +354,15 @@ static void conv_image(const conv_job *d, long img) {
 
 typedef struct {
     const conv_job *job;
-    const long *off;      /* implicit im2col offsets, or NULL */
+    const long *off;           /* implicit im2col offsets, or NULL */
+    const polyphase *poly;     /* stride-2 as stride-1, or NULL */
 } images_job;
 
 static void conv_images(void *ctx, long lo, long hi) {
     const images_job *d = (const images_job *)ctx;
     for (long i = lo; i < hi; i++) {
-        if (d->off) implicit_image(d->job, i, d->off);
+        if (d->poly) polyphase_image(d->job, i, d->poly);
+        else if (d->off) implicit_image(d->job, i, d->off);
         else conv_image(d->job, i);
     }
 }
@@ -283,8 +370,12 @@ static void conv_images(void *ctx, long lo, long hi) {
 void kiln_conv2d_f32(const kiln_conv2d *p, const float *x, const float *w, const float *scale,
                      const float *bias, const float *residual, float *y, int act) {
     conv_job d = {p, x, w, scale, bias, residual, y, act, 0};
-    images_job id = {&d, NULL};
-    if (implicit_ok(p)) {
+    images_job id = {&d, NULL, NULL};
+    polyphase q;
+    if (polyphase_ok(p)) {
+        polyphase_setup(p, w, &q);
+        id.poly = &q;
+    } else if (implicit_ok(p)) {
         long kdim = (p->c / p->groups) * p->kh * p->kw;
         long *off = (long *)kiln_scratch(1, (size_t)kdim * sizeof(long));
         implicit_offsets(p, off);

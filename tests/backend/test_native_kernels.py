@@ -161,6 +161,9 @@ CONVS = [  # (n, c, h, w, f, k, stride, pad, dilation, groups)
     (2, 6, 9, 9, 6, 3, 1, 1, 1, 6),
     (1, 2, 12, 12, 3, 3, 1, 2, 2, 1),
     (4, 1, 28, 28, 6, 5, 1, 2, 1, 1),
+    (1, 3, 20, 18, 8, 7, 2, 3, 1, 1),      # the stem: stride 2 as stride 1 over 4 phases
+    (3, 2, 15, 16, 4, 5, 2, 2, 1, 1),
+    (2, 8, 30, 30, 16, 3, 1, 1, 1, 1),     # stride 1 without im2col
 ]
 
 
