@@ -32,6 +32,7 @@ import os
 import re
 import time
 import warnings
+from pathlib import Path
 
 import numpy as _np
 
@@ -42,7 +43,8 @@ from .cache import digest, lookup_or_build
 from .codegen import LoweringError, NativeProgram, generate
 from .toolchain import CompileError, compiler_available, compiler_missing_reason
 
-__all__ = ["NativeBackend", "NativeBackendWarning", "native_available", "CompileError"]
+__all__ = ["NativeBackend", "NativeBackendWarning", "native_available", "CompileError",
+           "profile_report"]
 
 
 class NativeBackendWarning(UserWarning):
@@ -99,7 +101,9 @@ def compile_native(graph: Graph, bound: dict, options: dict) -> Compiled:
     started = time.perf_counter()
     rt = load_runtime()
     label = str(options.get("label") or "graph")
-    program = generate(graph, bound, label)
+    profile = options.get("profile") or os.environ.get("KILN_PROFILE", "")
+    profile = False if profile in ("", "0") else profile
+    program = generate(graph, bound, label, profile)
     # The key ignores the user's source lines in comments (the binary does not depend on them),
     # so the same graph traced from another line of code still hits the cache.
     key = digest("graph", rt.key, _LOCATION.sub(" */", program.source))
@@ -140,7 +144,30 @@ def compile_native(graph: Graph, bound: dict, options: dict) -> Compiled:
         "blas": rt.blas,
         "threads": rt.binding.get_num_threads(),
     }
+    if program.profile_labels:
+        info["profile_labels"] = program.profile_labels
     return Compiled(runner, "native", program.source, program.free_inputs, info)
+
+
+def profile_report(compiled: Compiled) -> list[tuple[str, float]]:
+    """(node, seconds per call) for a graph compiled with KILN_PROFILE=1 (or the compile
+    option profile=True), slowest first.
+
+        >>> for node, t in profile_report(entry.compiled)[:10]:
+        ...     print(f"{t * 1e6:9.1f} us  {node}")
+    """
+    from .runtime import load_library
+
+    labels = compiled.info.get("profile_labels")
+    if not labels:
+        raise ValueError("this graph was not compiled with profiling (set KILN_PROFILE=1)")
+    lib = load_library(Path(compiled.info["library"]))
+    times = ctypes.POINTER(ctypes.c_double)()
+    calls = ctypes.c_long()
+    n = lib.kiln_graph_profile(ctypes.byref(times), ctypes.byref(calls))
+    per_call = max(calls.value, 1)
+    rows = [(labels[i], times[i] / per_call) for i in range(n)]
+    return sorted(rows, key=lambda r: -r[1])
 
 
 def _aligned_bytes(nbytes: int) -> _np.ndarray:

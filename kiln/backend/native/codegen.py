@@ -143,6 +143,7 @@ class NativeProgram:
     lowered: dict[str, int] = field(default_factory=dict)     # op -> nodes lowered to C
     fallback: dict[str, int] = field(default_factory=dict)    # op -> nodes run in Python
     inplace: int = 0
+    profile_labels: list[str] = field(default_factory=list)   # timed nodes (profile=True)
 
 
 class LoweringError(Exception):
@@ -177,6 +178,7 @@ class Generator:
         self.lowered: dict[str, int] = {}
         self.fallback: dict[str, int] = {}
         self.inplace_count = 0
+        self.profile_labels: list[str] = []
         self.skip: set[int] = set()            # ids of nodes another node's code computes
         self.fusions: dict[int, dict] = {}     # id(node) -> what it absorbed (see conv.py)
         self._prepass()
@@ -377,8 +379,12 @@ def _size(shape) -> int:
 # driving the lowering
 # ----------------------------------------------------------------------------------------------
 
-def generate(graph: Graph, bound: dict, label: str = "graph") -> NativeProgram:
-    """C source and runtime description for `graph` (`bound`: id(var node) -> array)."""
+def generate(graph: Graph, bound: dict, label: str = "graph",
+             profile: bool | str = False) -> NativeProgram:
+    """C source and runtime description for `graph` (`bound`: id(var node) -> array).
+
+    `profile` wraps each node's code in a timer (see kiln.backend.native.profile_report):
+    wall-clock time, or the calling thread's CPU time with profile='cpu'."""
     from .lowering import lower_node, lower_view
 
     gen = Generator(graph, bound)
@@ -427,6 +433,14 @@ def generate(graph: Graph, bound: dict, label: str = "graph") -> NativeProgram:
             del gen.body[mark + 2:]
             _lower_callback(gen, n)
             gen.fallback[n.op] = gen.fallback.get(n.op, 0) + 1
+        if profile:
+            slot = len(gen.profile_labels)
+            gen.profile_labels.append(gen.node_comment(n)[3:-3])
+            code = gen.body[mark + 2:]
+            del gen.body[mark + 2:]
+            gen.emit("{ double kiln_t0 = kiln_prof_now();")
+            gen.body += ["  " + line for line in code]
+            gen.emit(f"  kiln_prof[{slot}] += kiln_prof_now() - kiln_t0; }}")
 
     # outputs not computed in place into the returned arrays: copy them there
     gen.pos = gen.end
@@ -451,10 +465,11 @@ def generate(graph: Graph, bound: dict, label: str = "graph") -> NativeProgram:
     arena_bytes = _plan_arena(gen.storages)
     input_specs = [(_np.dtype(n.avals[0].dtype).num, tuple(n.avals[0].shape))
                    for n in free_inputs]
+    gen.profile_clock = "CLOCK_THREAD_CPUTIME_ID" if profile == "cpu" else "CLOCK_MONOTONIC"
     source = _assemble(gen, graph, label, arena_bytes)
     return NativeProgram(source, free_inputs, input_specs, output_specs, gen.params,
                          arena_bytes, gen.callbacks, gen.lowered, gen.fallback,
-                         gen.inplace_count)
+                         gen.inplace_count, gen.profile_labels)
 
 
 def _lower_callback(gen: Generator, n: Node) -> None:
@@ -532,6 +547,26 @@ def _assemble(gen: Generator, graph: Graph, label: str, arena_bytes: int) -> str
         "#define ARENA(off) (arena + (off))",
         "",
     ]
+    if gen.profile_labels:
+        n = len(gen.profile_labels)
+        header += [
+            "/* KILN_PROFILE: each node's code is timed; kiln_graph_profile reads the totals */",
+            "#include <time.h>",
+            f"static double kiln_prof[{n}];",
+            "static long kiln_prof_calls;",
+            "static inline double kiln_prof_now(void) {",
+            "    struct timespec t;",
+            f"    clock_gettime({gen.profile_clock}, &t);",
+            "    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;",
+            "}",
+            "__attribute__((visibility(\"default\")))",
+            "int kiln_graph_profile(const double **times, long *calls) {",
+            "    *times = kiln_prof;",
+            "    *calls = kiln_prof_calls;",
+            f"    return {n};",
+            "}",
+            "",
+        ]
     params_doc = []
     for i, arr in enumerate(gen.params):
         params_doc.append(f"/* PRM({i}): {arr.dtype.name}{list(arr.shape)} */")
@@ -541,6 +576,8 @@ def _assemble(gen: Generator, graph: Graph, label: str, arena_bytes: int) -> str
         "                   const kiln_graph_callbacks *cb) {",
         "    (void)in; (void)out; (void)prm; (void)arena; (void)cb;",
     ]
+    if gen.profile_labels:
+        body.append("    kiln_prof_calls++;")
     body += [("    " + sub(line)) if line else "" for line in gen.body]
     body += ["    return 0;", "}", ""]
     return "\n".join(header + params_doc + [""] + [sub(f) for f in gen.functions] + body)
