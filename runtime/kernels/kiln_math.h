@@ -89,8 +89,14 @@ static inline float kiln_tanhf(float x) {
 static inline float kiln_sigmoidf(float x) { return 1.0f / (1.0f + kiln_expf(-x)); }
 
 /* NumPy's maximum/minimum: NaN in either operand gives NaN. */
-static inline float kiln_maxf(float a, float b) { return (a != a || a >= b) ? a : b; }
-static inline float kiln_minf(float a, float b) { return (a != a || a <= b) ? a : b; }
+static inline float kiln_maxf(float a, float b) {
+    float m = a >= b ? a : b;     /* two selects, no short circuit: compilers vectorise it */
+    return a != a ? a : m;
+}
+static inline float kiln_minf(float a, float b) {
+    float m = a <= b ? a : b;
+    return a != a ? a : m;
+}
 static inline double kiln_max(double a, double b) { return (a != a || a >= b) ? a : b; }
 static inline double kiln_min(double a, double b) { return (a != a || a <= b) ? a : b; }
 
