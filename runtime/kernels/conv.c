@@ -12,6 +12,7 @@
 #include "kiln_math.h"
 
 #include <float.h>
+#include <stdlib.h>
 #include <string.h>
 
 int kiln_conv2d_init(kiln_conv2d *p) {
@@ -167,6 +168,7 @@ static int implicit_ok(const kiln_conv2d *p) {
     /* measured: better than im2col + BLAS while the discarded columns are few and the product
      * wide (ResNet's 56x56 and 28x28 layers, LeNet), worse on 14x14 and 7x7 maps */
     long wp = p->w + 2 * p->pw;
+    if (p->n > 1) return 2 * p->ow >= wp;   /* batches: small images, im2col costs more */
     return 5 * p->ow >= 4 * wp && p->oh * wp >= 512;
 }
 
@@ -419,8 +421,35 @@ static void data_grad_images(void *ctx, long lo, long hi) {
     for (long i = lo; i < hi; i++) data_grad_image((const conv_job *)ctx, i);
 }
 
+/* For stride 1 the input gradient is itself a stride-1 convolution: of dy, padded by
+ * d (k - 1) - p, with the weights flipped and their two channel axes swapped. */
+static int data_grad_as_conv(const kiln_conv2d *p, kiln_conv2d *q) {
+    if (p->sh != 1 || p->sw != 1 || p->groups != 1) return 0;
+    long ph = p->dh * (p->kh - 1) - p->ph, pw = p->dw * (p->kw - 1) - p->pw;
+    if (ph < 0 || pw < 0) return 0;
+    kiln_conv2d t = {p->n, p->f, p->oh, p->ow, p->c, p->kh, p->kw, 1, 1, ph, pw, p->dh, p->dw,
+                     1, 0, 0};
+    if (kiln_conv2d_init(&t) != 0 || t.oh != p->h || t.ow != p->w || !implicit_ok(&t)) return 0;
+    *q = t;
+    return 1;
+}
+
 void kiln_conv2d_backward_data_f32(const kiln_conv2d *p, const float *dy, const float *w,
                                    float *dx) {
+    kiln_conv2d q;
+    if (data_grad_as_conv(p, &q)) {
+        long kk = p->kh * p->kw;
+        float *wt = (float *)malloc((size_t)p->f * p->c * kk * sizeof(float));
+        if (wt) {
+            for (long f = 0; f < p->f; f++)
+                for (long c = 0; c < p->c; c++)
+                    for (long k = 0; k < kk; k++)
+                        wt[(c * p->f + f) * kk + (kk - 1 - k)] = w[(f * p->c + c) * kk + k];
+            kiln_conv2d_f32(&q, dy, wt, NULL, NULL, NULL, dx, KILN_ACT_NONE);
+            free(wt);
+            return;
+        }
+    }
     conv_job d = {p, dy, w, NULL, NULL, NULL, dx, KILN_ACT_NONE, 0};
     if (p->n > 1 && kiln_get_num_threads() > 1) {
         d.serial_gemm = 1;
@@ -439,11 +468,85 @@ typedef struct {
     const float *x, *dy;
     float *partial;    /* parts x (f * kdim) */
     long parts;
+    const long *off;   /* stride 1: implicit im2col offsets */
 } wgrad_job;
+
+#define WG_CHUNK 16   /* images whose sums share one horizontal reduction */
+
+/* dW_g (+)= sum over images of dy_g (fg x oh*wp, zero in the discarded columns) . B^T, B's rows
+ * being shifted rows of each padded image (see implicit_image): no column matrix. A chunk of
+ * images is padded first, so each 4 x 4 tile of dot products runs over all of them before its
+ * sums are reduced across vector lanes. */
+static void wgrad_implicit_images(const kiln_conv2d *p, const float *x, const float *dy,
+                                  long count, float *dw, const long *off, int first) {
+    long cg = p->c / p->groups, fg = p->f / p->groups, ohw = p->oh * p->ow;
+    long kdim = cg * p->kh * p->kw, wp = p->w + 2 * p->pw;
+    long np = (p->oh * wp + KK_VLEN - 1) / KK_VLEN * KK_VLEN;
+    long xs = cg * padded_plane(p) + np;          /* one padded image, with a finite tail */
+    float *xp = (float *)kiln_scratch(2, (size_t)count * xs * sizeof(float));
+    float *gp = (float *)kiln_scratch(3, (size_t)count * fg * np * sizeof(float));
+    for (long g = 0; g < p->groups; g++) {
+        for (long i = 0; i < count; i++) {
+            float *xi = xp + i * xs, *gi = gp + i * fg * np;
+            pad_image(p, cg, x + i * p->c * p->h * p->w + g * cg * p->h * p->w, xi);
+            memset(xi + cg * padded_plane(p), 0, (size_t)np * sizeof(float));
+            memset(gi, 0, (size_t)fg * np * sizeof(float));
+            for (long f = 0; f < fg; f++)
+                for (long oy = 0; oy < p->oh; oy++)
+                    memcpy(gi + f * np + oy * wp, dy + i * p->f * ohw + (g * fg + f) * ohw +
+                           oy * p->ow, (size_t)p->ow * sizeof(float));
+        }
+        float *dwg = dw + g * fg * kdim;
+        for (long k = 0; k < kdim; k += 4) {
+            int nk = (int)KK_MIN(4, kdim - k);
+            long o[4];
+            for (int q = 0; q < 4; q++) o[q] = off[k + (q < nk ? q : 0)];
+            for (long f = 0; f < fg; f += 4) {
+                int mr = (int)KK_MIN(4, fg - f);
+                kk_vf acc[4][4];
+                for (int r = 0; r < 4; r++)
+                    for (int q = 0; q < 4; q++) acc[r][q] = kk_splat(0.0f);
+                for (long i = 0; i < count; i++) {
+                    const float *xi = xp + i * xs, *a = gp + (i * fg + f) * np;
+                    const float *b0 = xi + o[0], *b1 = xi + o[1], *b2 = xi + o[2],
+                                *b3 = xi + o[3];
+                    for (long j = 0; j < np; j += KK_VLEN) {
+                        kk_vf w0 = kk_load(b0 + j), w1 = kk_load(b1 + j), w2 = kk_load(b2 + j),
+                              w3 = kk_load(b3 + j);
+                        for (int r = 0; r < mr; r++) {
+                            kk_vf v = kk_load(a + r * np + j);
+                            acc[r][0] += v * w0;
+                            acc[r][1] += v * w1;
+                            acc[r][2] += v * w2;
+                            acc[r][3] += v * w3;
+                        }
+                    }
+                }
+                for (int r = 0; r < mr; r++)
+                    for (int q = 0; q < nk; q++) {
+                        float *t = dwg + (f + r) * kdim + k + q;
+                        float v = kk_hsum(acc[r][q]);
+                        *t = first ? v : *t + v;
+                    }
+            }
+        }
+    }
+}
 
 static void wgrad_part(void *ctx, long t0, long t1) {
     const wgrad_job *d = (const wgrad_job *)ctx;
     const kiln_conv2d *p = d->p;
+    if (d->off) {
+        long ohw = p->oh * p->ow, kdim = (p->c / p->groups) * p->kh * p->kw;
+        for (long t = t0; t < t1; t++) {
+            long i0 = p->n * t / d->parts, i1 = p->n * (t + 1) / d->parts;
+            for (long img = i0; img < i1; img += WG_CHUNK)
+                wgrad_implicit_images(p, d->x + img * p->c * p->h * p->w,
+                                      d->dy + img * p->f * ohw, KK_MIN(WG_CHUNK, i1 - img),
+                                      d->partial + t * p->f * kdim, d->off, img == i0);
+        }
+        return;
+    }
     long cg = p->c / p->groups, fg = p->f / p->groups, ohw = p->oh * p->ow;
     long kdim = cg * p->kh * p->kw;
     int pointwise = is_pointwise(p);
@@ -479,18 +582,32 @@ void kiln_conv2d_backward_weight_f32(const kiln_conv2d *p, const float *x, const
     long kdim = (p->c / p->groups) * p->kh * p->kw;
     long size = p->f * kdim;
     long parts = KK_MIN((long)kiln_get_num_threads(), p->n);
+    long *off = NULL;
+    if (implicit_ok(p)) {
+        off = (long *)malloc((size_t)kdim * sizeof(long));
+        if (off) implicit_offsets(p, off);
+    }
     if (parts <= 1) {
-        wgrad_job d = {p, x, dy, dw, 1};
+        wgrad_job d = {p, x, dy, dw, 1, off};
         wgrad_part(&d, 0, 1);
+        free(off);
         return;
     }
-    /* per-thread partial sums (slot 2: wgrad_part uses slot 3 for its columns) */
-    float *own = (float *)kiln_scratch(2, (size_t)parts * size * sizeof(float));
-    wgrad_job d = {p, x, dy, own, parts};
+    /* per-thread partial sums, in a buffer of their own (the parts use slots 2 and 3) */
+    float *own = (float *)malloc((size_t)parts * size * sizeof(float));
+    if (!own) {
+        wgrad_job d = {p, x, dy, dw, 1, off};
+        wgrad_part(&d, 0, 1);
+        free(off);
+        return;
+    }
+    wgrad_job d = {p, x, dy, own, parts, off};
     kiln_parallel_for(wgrad_part, &d, parts, 1);
     for (long j = 0; j < size; j++) {
         float s = own[j];
         for (long t = 1; t < parts; t++) s += own[t * size + j];
         dw[j] = s;
     }
+    free(own);
+    free(off);
 }

@@ -146,18 +146,25 @@ def compile_native(graph: Graph, bound: dict, options: dict) -> Compiled:
     }
     if program.profile_labels:
         info["profile_labels"] = program.profile_labels
+        _PROFILED[id(runner)] = (runner, info)
     return Compiled(runner, "native", program.source, program.free_inputs, info)
 
 
-def profile_report(compiled: Compiled) -> list[tuple[str, float]]:
+_PROFILED: dict[int, tuple] = {}    # id(runner) -> (runner, info) of profiled graphs
+
+
+def profile_report(compiled) -> list[tuple[str, float]]:
     """(node, seconds per call) for a graph compiled with KILN_PROFILE=1 (or the compile
-    option profile=True), slowest first.
+    option profile=True), slowest first. `compiled` is a Compiled or its runner (a hybridized
+    entry's `forward` or `backward`).
 
         >>> for node, t in profile_report(entry.compiled)[:10]:
         ...     print(f"{t * 1e6:9.1f} us  {node}")
     """
     from .runtime import load_library
 
+    if not isinstance(compiled, Compiled):
+        compiled = Compiled(compiled, "native", info=_PROFILED.get(id(compiled), (None, {}))[1])
     labels = compiled.info.get("profile_labels")
     if not labels:
         raise ValueError("this graph was not compiled with profiling (set KILN_PROFILE=1)")
