@@ -50,3 +50,12 @@ def backend(request) -> str:
     if request.param == "native" and NATIVE_SKIP is not None:
         pytest.skip(NATIVE_SKIP)
     return request.param
+
+
+def pytest_collection_modifyitems(config, items):
+    """A native compile that silently falls back to NumPy is a failure here (the fallback
+    tests catch the warning themselves)."""
+    for item in items:
+        if "tests/backend" in str(item.fspath).replace("\\", "/"):
+            item.add_marker(pytest.mark.filterwarnings(
+                "error::kiln.backend.native.NativeBackendWarning"))

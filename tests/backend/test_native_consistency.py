@@ -186,6 +186,13 @@ def test_batched_matmul(backend):
     close(got, ref, rtol=1e-5, atol=1e-4)
 
 
+def test_batched_matmul_of_transposed_views(backend):
+    """Both operands need a contiguous copy in the same node (two generated loops)."""
+    block = Lambda(lambda a, b: np.matmul(np.transpose(a, (0, 2, 1)), np.transpose(b, (0, 2, 1))))
+    ref, got, _ = eager_and_hybrid(block, (data(3, 6, 4), data(3, 5, 6, seed=1)), backend)
+    close(got, ref, rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.parametrize("shape", [(6, 5), (4, 3, 5, 5)])
 def test_batch_norm_predict_and_train(backend, shape):
     net = nn.BatchNorm(axis=1, in_channels=shape[1])

@@ -179,6 +179,7 @@ class Generator:
         self.fallback: dict[str, int] = {}
         self.inplace_count = 0
         self.profile_labels: list[str] = []
+        self._fn_names: set[str] = set()
         self.skip: set[int] = set()            # ids of nodes another node's code computes
         self.fusions: dict[int, dict] = {}     # id(node) -> what it absorbed (see conv.py)
         self._prepass()
@@ -324,7 +325,14 @@ class Generator:
         self.functions.append(code)
 
     def fn_name(self, prefix: str, node: Node | None = None) -> str:
-        return f"{prefix}_{self.pos}"
+        """A new function name, numbered after the node being lowered."""
+        name = f"{prefix}_{self.pos}"
+        k = 1
+        while name in self._fn_names:
+            k += 1
+            name = f"{prefix}_{self.pos}_{k}"
+        self._fn_names.add(name)
+        return name
 
     # -- materialisation --------------------------------------------------------------------------
     def contiguous(self, view: View, note: str = "") -> View:
