@@ -244,3 +244,20 @@ def test_ops_without_c_lowering_run_in_python():
     info = list(block._cache.entries.values())[0].compiled.info
     assert info["backend"] == "native"
     assert {"around", "argmax", "argmin", "one_hot"} <= set(info["python_nodes"])
+
+
+@pytest.mark.usefixtures("require_native")
+def test_profile_times_every_node(monkeypatch):
+    from kiln.backend.native import profile_report
+
+    monkeypatch.setenv("KILN_PROFILE", "1")
+    net = small_net()
+    net.hybridize(backend="native")
+    x = np.array(onp.ones((2, 4), "float32"))
+    for _ in range(3):
+        net(x)
+    compiled = list(net._cache.entries.values())[0].compiled
+    rows = profile_report(compiled)
+    assert rows and all(t >= 0 for _, t in rows)
+    assert any("fused_dense" in node for node, _ in rows)
+    assert profile_report(compiled.fn) == rows or len(profile_report(compiled.fn)) == len(rows)
