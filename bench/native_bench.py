@@ -353,18 +353,22 @@ def main():
           f"  load average {os.getloadavg()[0]:.2f}  threads {rt.binding.get_num_threads()}  "
           f"BLAS {rt.blas}  {rt.toolchain.version}")
     results = {}
-    peer_work = [w for w in ("w1", "w2", "w3", "w4") if w in work and
-                 (w not in ("w3", "w4") or HAVE_CONV)]
-    if "w1" in work:
-        results["w1"] = w1(reps)
-        results["floor"] = c_floor()
-    if "w2" in work:
-        results["w2"] = w2(reps, args.quick)
-    if "w3" in work and HAVE_CONV:
-        results["w3"] = w3(reps, args.quick)
-    if "w4" in work and HAVE_CONV:
-        results["w4"] = w4(reps, args.quick)
-    peer = {} if args.no_peers else peers(peer_work, args.quick)
+    peer: dict = {}
+    # each workload's peers run right after it, so both see the machine in the same state
+    for w in ("w1", "w2", "w3", "w4"):
+        if w not in work or (w in ("w3", "w4") and not HAVE_CONV):
+            continue
+        if w == "w1":
+            results["w1"] = w1(reps)
+            results["floor"] = c_floor()
+        elif w == "w2":
+            results["w2"] = w2(reps, args.quick)
+        elif w == "w3":
+            results["w3"] = w3(reps, args.quick)
+        else:
+            results["w4"] = w4(reps, args.quick)
+        if not args.no_peers:
+            peer.update(peers([w], args.quick))
     if "binding" in work:
         results["binding"] = binding(reps)
     if "compile" in work:
