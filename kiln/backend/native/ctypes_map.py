@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as _np
@@ -16,17 +17,31 @@ _C_TYPES = {
 }
 
 
+# dtype -> C type; `dtype.name` is slow enough to show in compile times, so remember each dtype
+_BY_DTYPE: dict = {}
+
+
+def _lookup(dtype) -> str | None:
+    try:
+        return _BY_DTYPE[dtype]
+    except (KeyError, TypeError):
+        pass
+    t = _C_TYPES.get(_np.dtype(dtype).name)
+    with contextlib.suppress(TypeError):    # unhashable dtype-likes are looked up each time
+        _BY_DTYPE[dtype] = t
+    return t
+
+
 def supported_dtype(dtype) -> bool:
-    return _np.dtype(dtype).name in _C_TYPES
+    return _lookup(dtype) is not None
 
 
 def c_type(dtype) -> str:
     """The C type holding one element of `dtype` (bool is one byte, 0 or 1, as in NumPy)."""
-    name = _np.dtype(dtype).name
-    try:
-        return _C_TYPES[name]
-    except KeyError:
-        raise TypeError(f"no C type for dtype {name}") from None
+    t = _lookup(dtype)
+    if t is None:
+        raise TypeError(f"no C type for dtype {_np.dtype(dtype).name}")
+    return t
 
 
 def is_float(dtype) -> bool:
