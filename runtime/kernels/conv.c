@@ -168,7 +168,9 @@ static int implicit_ok(const kiln_conv2d *p) {
     /* measured: better than im2col + BLAS while the discarded columns are few and the product
      * wide (ResNet's 56x56 and 28x28 layers, LeNet), worse on 14x14 and 7x7 maps */
     long wp = p->w + 2 * p->pw;
-    if (p->n > 1) return 2 * p->ow >= wp;   /* batches: small images, im2col costs more */
+    long kdim = (p->c / p->groups) * p->kh * p->kw;
+    if (p->n > 1 || (p->oh * p->ow <= 256 && kdim <= 1024))   /* small images (LeNet) */
+        return 2 * p->ow >= wp;
     return 5 * p->ow >= 4 * wp && p->oh * wp >= 512;
 }
 
