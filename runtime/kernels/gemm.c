@@ -567,7 +567,8 @@ static void blas_split(int ta, int tb, long m, long n, long k, float alpha, cons
     }
     split_job d = {ta, tb, n < 2 * 64 * threads, m, n, k, lda, ldb, ldc, 0, alpha, beta, a, b, c};
     long extent = d.by_rows ? m : n;
-    long blocks = KK_MIN(4L * threads, extent / 16 > 0 ? extent / 16 : 1);
+    /* one block per thread: each block packs the shared operand again, so few and large */
+    long blocks = KK_MIN((long)threads, extent / 16 > 0 ? extent / 16 : 1);
     d.block = ((extent + blocks - 1) / blocks + 15) & ~15L;
     blocks = (extent + d.block - 1) / d.block;
     int prev = g_blas_get_threads();
