@@ -11,8 +11,8 @@ Workloads (../shared/reference/anchors.md):
     w3       LeNet training step batch 256 (ms), inference batch 1 (µs)
     w4       ResNet-18 inference batch 1, 3x224x224 (ms)
     compile  hybridize() + first call: cold (graph not in the cache) and warm, in new processes
-    binding  the cost of calling one compiled graph: CPython extension (what kiln uses), cffi,
-             ctypes
+    binding  the cost of calling one (tiny) compiled graph: CPython extension (what kiln uses),
+             cffi, ctypes
 
 w3/w4 need the convolution and pooling operators (skipped until they are merged). Peers run in
 /tmp/kiln-peers/tp (PyTorch eager, ONNX Runtime); the C floor is ../shared/peers/
@@ -237,11 +237,16 @@ def compile_latency():
 # ----------------------------------------------------------------------------------------------
 
 def binding(reps):
+    """One tiny compiled graph (a 4 -> 2 dense layer) called three ways: the time is the
+    binding's own cost (the graph's work is a few nanoseconds)."""
     import ctypes
 
-    net = seed_mlp()
+    from kiln.gluon import nn
+
+    net = nn.HybridSequential()
+    net.add(nn.Dense(2))
     net.initialize()
-    x = np.array(onp.random.default_rng(0).random((1, 512)).astype("float32"))
+    x = np.array(onp.random.default_rng(0).random((1, 4)).astype("float32"))
     net(x)
     net.hybridize(backend="native")
     ref = net(x)._data
