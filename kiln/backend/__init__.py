@@ -78,8 +78,14 @@ def available_backends() -> list[str]:
 
 
 def get_backend(name: str | None) -> Backend:
-    """The backend called `name`; None means KILN_BACKEND or 'auto'."""
-    name = name or os.environ.get("KILN_BACKEND") or "auto"
+    """The backend called `name`.
+
+    None and 'auto' mean $KILN_BACKEND when it is set (KILN_BACKEND=numpy|native forces that
+    backend on every block hybridized without an explicit one), else the automatic choice:
+    'native' when a C compiler is present, 'numpy' otherwise.
+    """
+    if name is None or name == "auto":
+        name = os.environ.get("KILN_BACKEND") or "auto"
     if name == "auto":
         name = _auto_choice()
     if name not in _BACKENDS:
