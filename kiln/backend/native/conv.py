@@ -1,0 +1,1 @@
+"""Lowerings of the convolution and pooling family (filled in below)."""

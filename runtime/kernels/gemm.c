@@ -1,0 +1,528 @@
+/* gemm.c: matrix products (kiln_sgemm), the BLAS hook, and dense-layer kernels.
+ *
+ * Built-in kernels:
+ *   - dot:     C[i, j] = <A[i, :], B[j, :]> for op(B) = B^T stored row-major (dense layers):
+ *              4 rows of B at a time against up to 4 rows of A, B streamed once. For a batch
+ *              of one this is the GEMV that bounds small MLPs (memory bound: W read once).
+ *   - rows:    C = A B for few rows of A: each row of B read once, broadcast A scalars.
+ *   - blocked: the general case: B packed in panels of NR columns, A in panels of MR rows,
+ *              an MR x NR register tile; row blocks in parallel.
+ * Large products go to the installed BLAS when there is one (kiln_blas_use_*).
+ */
+#include "kiln_kernels.h"
+#include "kk_simd.h"
+#include "kiln_math.h"
+
+#include <stdlib.h>
+#include <string.h>
+#if defined(__AVX512F__) || defined(__AVX__)
+#include <immintrin.h>
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * BLAS hook
+ * ------------------------------------------------------------------------------------------- */
+
+typedef void (*cblas64_fn)(int, int, int, long long, long long, long long, float, const float *,
+                           long long, const float *, long long, float, float *, long long);
+typedef void (*cblas32_fn)(int, int, int, int, int, int, float, const float *, int,
+                           const float *, int, float, float *, int);
+typedef void (*f77_fn)(const char *, const char *, const int *, const int *, const int *,
+                       const float *, const float *, const int *, const float *, const int *,
+                       const float *, float *, const int *);
+
+static void *g_blas;
+static int g_blas_kind;
+static double g_blas_threshold = 64.0 * 64.0 * 64.0;
+
+void kiln_blas_use_cblas64(void *fn) { g_blas = fn; g_blas_kind = fn ? 1 : 0; }
+void kiln_blas_use_cblas(void *fn) { g_blas = fn; g_blas_kind = fn ? 2 : 0; }
+void kiln_blas_use_f77(void *fn) { g_blas = fn; g_blas_kind = fn ? 3 : 0; }
+void kiln_blas_set_threshold(double mnk) { g_blas_threshold = mnk; }
+int kiln_blas_kind(void) { return g_blas_kind; }
+
+enum { CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112 };
+
+static void blas_call(int ta, int tb, long m, long n, long k, float alpha, const float *a,
+                      long lda, const float *b, long ldb, float beta, float *c, long ldc) {
+    if (g_blas_kind == 1) {
+        ((cblas64_fn)g_blas)(CBLAS_ROW_MAJOR, ta ? CBLAS_TRANS : CBLAS_NO_TRANS,
+                             tb ? CBLAS_TRANS : CBLAS_NO_TRANS, m, n, k, alpha, a, lda, b, ldb,
+                             beta, c, ldc);
+    } else if (g_blas_kind == 2) {
+        ((cblas32_fn)g_blas)(CBLAS_ROW_MAJOR, ta ? CBLAS_TRANS : CBLAS_NO_TRANS,
+                             tb ? CBLAS_TRANS : CBLAS_NO_TRANS, (int)m, (int)n, (int)k, alpha, a,
+                             (int)lda, b, (int)ldb, beta, c, (int)ldc);
+    } else {
+        /* Column-major Fortran: C^T = op(B)^T op(A)^T, i.e. swap the operands. */
+        int im = (int)n, in = (int)m, ik = (int)k, ila = (int)ldb, ilb = (int)lda, ilc = (int)ldc;
+        const char *tra = tb ? "T" : "N", *trb = ta ? "T" : "N";
+        ((f77_fn)g_blas)(tra, trb, &im, &in, &ik, &alpha, b, &ila, a, &ilb, &beta, c, &ilc);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * helpers
+ * ------------------------------------------------------------------------------------------- */
+
+/* The sums of four vectors, as four floats. */
+static inline void hsum4(kk_vf a0, kk_vf a1, kk_vf a2, kk_vf a3, float *out) {
+#if defined(__AVX512F__)
+    __m512 x0 = _mm512_add_ps(_mm512_unpacklo_ps((__m512)a0, (__m512)a1),
+                              _mm512_unpackhi_ps((__m512)a0, (__m512)a1));
+    __m512 x1 = _mm512_add_ps(_mm512_unpacklo_ps((__m512)a2, (__m512)a3),
+                              _mm512_unpackhi_ps((__m512)a2, (__m512)a3));
+    __m512 y = _mm512_add_ps(_mm512_shuffle_ps(x0, x1, 0x44), _mm512_shuffle_ps(x0, x1, 0xEE));
+    __m128 s = _mm_add_ps(_mm_add_ps(_mm512_extractf32x4_ps(y, 0), _mm512_extractf32x4_ps(y, 1)),
+                          _mm_add_ps(_mm512_extractf32x4_ps(y, 2), _mm512_extractf32x4_ps(y, 3)));
+    _mm_storeu_ps(out, s);
+#elif defined(__AVX__)
+    __m256 x0 = _mm256_hadd_ps((__m256)a0, (__m256)a1);
+    __m256 x1 = _mm256_hadd_ps((__m256)a2, (__m256)a3);
+    __m256 y = _mm256_hadd_ps(x0, x1);
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(y), _mm256_extractf128_ps(y, 1));
+    _mm_storeu_ps(out, s);
+#else
+    out[0] = kk_hsum(a0);
+    out[1] = kk_hsum(a1);
+    out[2] = kk_hsum(a2);
+    out[3] = kk_hsum(a3);
+#endif
+}
+
+static inline float act1(float v, int act) {
+    switch (act) {
+    case KILN_ACT_RELU: return kiln_reluf(v);
+    case KILN_ACT_SIGMOID: return kiln_sigmoidf(v);
+    case KILN_ACT_TANH: return kiln_tanhf(v);
+    case KILN_ACT_SOFTRELU: return kiln_softreluf(v);
+    case KILN_ACT_SOFTSIGN: return kiln_softsignf(v);
+    default: return v;
+    }
+}
+
+static void act_range(float *y, long n, int act) {
+    long i;
+    switch (act) {
+    case KILN_ACT_NONE: break;
+    case KILN_ACT_RELU: for (i = 0; i < n; i++) y[i] = kiln_reluf(y[i]); break;
+    case KILN_ACT_SIGMOID: for (i = 0; i < n; i++) y[i] = kiln_sigmoidf(y[i]); break;
+    case KILN_ACT_TANH: for (i = 0; i < n; i++) y[i] = kiln_tanhf(y[i]); break;
+    case KILN_ACT_SOFTRELU: for (i = 0; i < n; i++) y[i] = kiln_softreluf(y[i]); break;
+    case KILN_ACT_SOFTSIGN: for (i = 0; i < n; i++) y[i] = kiln_softsignf(y[i]); break;
+    }
+}
+
+/* C = alpha * T + beta * C for one row segment of length n. */
+static inline void store_row(float *c, const float *t, long n, float alpha, float beta) {
+    long j;
+    if (beta == 0.0f) {
+        if (alpha == 1.0f) for (j = 0; j < n; j++) c[j] = t[j];
+        else for (j = 0; j < n; j++) c[j] = alpha * t[j];
+    } else if (beta == 1.0f) {
+        for (j = 0; j < n; j++) c[j] += alpha * t[j];
+    } else {
+        for (j = 0; j < n; j++) c[j] = alpha * t[j] + beta * c[j];
+    }
+}
+
+static void scale_c(long m, long n, float beta, float *c, long ldc) {
+    for (long i = 0; i < m; i++) {
+        float *ci = c + i * ldc;
+        if (beta == 0.0f) memset(ci, 0, (size_t)n * sizeof(float));
+        else for (long j = 0; j < n; j++) ci[j] *= beta;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * dot kernel: C[i, j] = alpha * <A[i, :k], B[j, :k]> + beta * C[i, j], rows contiguous
+ * ------------------------------------------------------------------------------------------- */
+
+/* Up to 4 rows of A against 4 rows of B; out[r * 4 + q]. */
+static inline void dot_tile(const float *a, long lda, int mr, const float *b, long ldb, long k,
+                            float *out) {
+    kk_vf acc[4][4];
+    for (int r = 0; r < 4; r++)
+        for (int q = 0; q < 4; q++) acc[r][q] = kk_splat(0.0f);
+    const float *b0 = b, *b1 = b + ldb, *b2 = b + 2 * ldb, *b3 = b + 3 * ldb;
+    long p = 0;
+    for (; p + KK_VLEN <= k; p += KK_VLEN) {
+        kk_vf w0 = kk_load(b0 + p), w1 = kk_load(b1 + p), w2 = kk_load(b2 + p),
+              w3 = kk_load(b3 + p);
+        for (int r = 0; r < mr; r++) {
+            kk_vf x = kk_load(a + r * lda + p);
+            acc[r][0] += x * w0;
+            acc[r][1] += x * w1;
+            acc[r][2] += x * w2;
+            acc[r][3] += x * w3;
+        }
+    }
+    for (int r = 0; r < mr; r++) {
+        hsum4(acc[r][0], acc[r][1], acc[r][2], acc[r][3], out + r * 4);
+        for (long q = p; q < k; q++) {
+            float x = a[r * lda + q];
+            out[r * 4 + 0] += x * b0[q];
+            out[r * 4 + 1] += x * b1[q];
+            out[r * 4 + 2] += x * b2[q];
+            out[r * 4 + 3] += x * b3[q];
+        }
+    }
+}
+
+/* One row of A against one row of B. */
+static inline float dot1(const float *a, const float *b, long k) {
+    kk_vf acc0 = kk_splat(0.0f), acc1 = kk_splat(0.0f);
+    long p = 0;
+    for (; p + 2 * KK_VLEN <= k; p += 2 * KK_VLEN) {
+        acc0 += kk_load(a + p) * kk_load(b + p);
+        acc1 += kk_load(a + p + KK_VLEN) * kk_load(b + p + KK_VLEN);
+    }
+    for (; p + KK_VLEN <= k; p += KK_VLEN) acc0 += kk_load(a + p) * kk_load(b + p);
+    float s = kk_hsum(acc0 + acc1);
+    for (; p < k; p++) s += a[p] * b[p];
+    return s;
+}
+
+typedef struct {
+    const float *a, *b;
+    long lda, ldb, m, k;
+    float *c;
+    long ldc;
+    float alpha, beta;
+    const float *bias;   /* per column j (dense layers), or NULL */
+    int act;
+    long n;
+} dot_job;
+
+/* columns [j0, j1) of C for all rows */
+static void dot_columns(void *ctx, long j0, long j1) {
+    const dot_job *d = (const dot_job *)ctx;
+    float out[16];
+    long j = j0;
+    for (; j + 4 <= j1; j += 4) {
+        for (long i = 0; i < d->m; i += 4) {
+            int mr = (int)KK_MIN(4, d->m - i);
+            dot_tile(d->a + i * d->lda, d->lda, mr, d->b + j * d->ldb, d->ldb, d->k, out);
+            for (int r = 0; r < mr; r++) {
+                float *c = d->c + (i + r) * d->ldc + j;
+                for (int q = 0; q < 4; q++) {
+                    float v = d->alpha * out[r * 4 + q];
+                    if (d->beta != 0.0f) v += d->beta * c[q];
+                    if (d->bias) v += d->bias[j + q];
+                    c[q] = act1(v, d->act);
+                }
+            }
+        }
+    }
+    for (; j < j1; j++) {
+        for (long i = 0; i < d->m; i++) {
+            float v = d->alpha * dot1(d->a + i * d->lda, d->b + j * d->ldb, d->k);
+            float *c = d->c + i * d->ldc + j;
+            if (d->beta != 0.0f) v += d->beta * *c;
+            if (d->bias) v += d->bias[j];
+            *c = act1(v, d->act);
+        }
+    }
+}
+
+static void gemm_dot(long m, long n, long k, float alpha, const float *a, long lda,
+                     const float *b, long ldb, float beta, float *c, long ldc, const float *bias,
+                     int act, int parallel) {
+    dot_job d = {a, b, lda, ldb, m, k, c, ldc, alpha, beta, bias, act, n};
+    /* a thread gets at least ~256 KB of B: below that the hand-off costs more than it saves */
+    long grain = KK_MAX(4, (long)(65536 / (k > 0 ? k : 1)) & ~3L);
+    if (parallel) kiln_parallel_for(dot_columns, &d, n, grain);
+    else dot_columns(&d, 0, n);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * rows kernel: C = alpha * A B + beta * C with few rows of A (A may be transposed)
+ * ------------------------------------------------------------------------------------------- */
+
+#define ROWS_MAX 4
+
+typedef struct {
+    const float *a, *b;
+    long lda, ldb, m, k;
+    int ta;
+    float *c;
+    long ldc;
+    float alpha, beta;
+} rows_job;
+
+static void rows_columns(void *ctx, long j0, long j1) {
+    const rows_job *d = (const rows_job *)ctx;
+    const long NB = 2 * KK_VLEN;
+    for (long i0 = 0; i0 < d->m; i0 += ROWS_MAX) {
+        int mr = (int)KK_MIN(ROWS_MAX, d->m - i0);
+        long j = j0;
+        for (; j + NB <= j1; j += NB) {
+            kk_vf acc[ROWS_MAX][2];
+            for (int r = 0; r < ROWS_MAX; r++) acc[r][0] = acc[r][1] = kk_splat(0.0f);
+            for (long p = 0; p < d->k; p++) {
+                const float *bp = d->b + p * d->ldb + j;
+                kk_vf b0 = kk_load(bp), b1 = kk_load(bp + KK_VLEN);
+                for (int r = 0; r < mr; r++) {
+                    float av = d->ta ? d->a[p * d->lda + i0 + r] : d->a[(i0 + r) * d->lda + p];
+                    acc[r][0] += av * b0;
+                    acc[r][1] += av * b1;
+                }
+            }
+            for (int r = 0; r < mr; r++) {
+                float t[2 * KK_VLEN];
+                kk_store(t, acc[r][0]);
+                kk_store(t + KK_VLEN, acc[r][1]);
+                store_row(d->c + (i0 + r) * d->ldc + j, t, NB, d->alpha, d->beta);
+            }
+        }
+        if (j < j1) {
+            long w = j1 - j;
+            float t[ROWS_MAX][2 * KK_VLEN];
+            memset(t, 0, sizeof(t));
+            for (long p = 0; p < d->k; p++) {
+                const float *bp = d->b + p * d->ldb + j;
+                for (int r = 0; r < mr; r++) {
+                    float av = d->ta ? d->a[p * d->lda + i0 + r] : d->a[(i0 + r) * d->lda + p];
+                    for (long q = 0; q < w; q++) t[r][q] += av * bp[q];
+                }
+            }
+            for (int r = 0; r < mr; r++)
+                store_row(d->c + (i0 + r) * d->ldc + j, t[r], w, d->alpha, d->beta);
+        }
+    }
+}
+
+static void gemm_rows(int ta, long m, long n, long k, float alpha, const float *a, long lda,
+                      const float *b, long ldb, float beta, float *c, long ldc, int parallel) {
+    rows_job d = {a, b, lda, ldb, m, k, ta, c, ldc, alpha, beta};
+    long grain = KK_MAX(2 * KK_VLEN, (long)(32768 / (k * (m < 4 ? m : 4) + 1)));
+    grain = (grain + 2 * KK_VLEN - 1) / (2 * KK_VLEN) * (2 * KK_VLEN);
+    if (parallel) kiln_parallel_for(rows_columns, &d, n, grain);
+    else rows_columns(&d, 0, n);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * blocked kernel
+ * ------------------------------------------------------------------------------------------- */
+
+#if KK_VLEN >= 16
+#define MR 12
+#else
+#define MR 6
+#endif
+#define NR (2 * KK_VLEN)
+#define KC 256
+#define MC (MR * 16)
+#define NC 1536
+
+/* op(X)[i, p] for X stored row-major with leading dimension ld */
+#define OPX(x, t, ld, i, p) ((t) ? (x)[(p) * (ld) + (i)] : (x)[(i) * (ld) + (p)])
+
+/* Pack op(B)[p0:p0+kc, j0:j0+nc] as panels of NR columns: panel q holds rows p, NR each,
+ * zero padded. */
+static void pack_b(const float *b, long ldb, int tb, long p0, long kc, long j0, long nc,
+                   float *dst) {
+    for (long q = 0; q < nc; q += NR) {
+        long w = KK_MIN(NR, nc - q);
+        float *d = dst + q * kc;
+        for (long p = 0; p < kc; p++) {
+            if (!tb && w == NR) {
+                memcpy(d + p * NR, b + (p0 + p) * ldb + j0 + q, NR * sizeof(float));
+            } else {
+                long jj;
+                for (jj = 0; jj < w; jj++) d[p * NR + jj] = OPX(b, tb, ldb, p0 + p, j0 + q + jj);
+                for (; jj < NR; jj++) d[p * NR + jj] = 0.0f;
+            }
+        }
+    }
+}
+
+/* Pack op(A)[i0:i0+mc, p0:p0+kc] as panels of MR rows: panel holds column p, MR each. */
+static void pack_a(const float *a, long lda, int ta, long i0, long mc, long p0, long kc,
+                   float *dst) {
+    for (long r0 = 0; r0 < mc; r0 += MR) {
+        long h = KK_MIN(MR, mc - r0);
+        float *d = dst + r0 * kc;
+        for (long p = 0; p < kc; p++) {
+            long r;
+            for (r = 0; r < h; r++) d[p * MR + r] = OPX(a, ta, lda, i0 + r0 + r, p0 + p);
+            for (; r < MR; r++) d[p * MR + r] = 0.0f;
+        }
+    }
+}
+
+static inline void micro_kernel(long kc, const float *ap, const float *bp, float *c, long ldc,
+                                long h, long w, float alpha, float beta) {
+    kk_vf acc[MR][2];
+    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = kk_splat(0.0f);
+    for (long p = 0; p < kc; p++) {
+        kk_vf b0 = kk_load(bp + p * NR), b1 = kk_load(bp + p * NR + KK_VLEN);
+        const float *a = ap + p * MR;
+        for (int r = 0; r < MR; r++) {
+            acc[r][0] += a[r] * b0;
+            acc[r][1] += a[r] * b1;
+        }
+    }
+    for (long r = 0; r < h; r++) {
+        float t[NR];
+        kk_store(t, acc[r][0]);
+        kk_store(t + KK_VLEN, acc[r][1]);
+        store_row(c + r * ldc, t, w, alpha, beta);
+    }
+}
+
+typedef struct {
+    const float *a;
+    long lda;
+    int ta;
+    const float *bpack;
+    long p0, kc, j0, nc, m;
+    float *c;
+    long ldc;
+    float alpha, beta;
+} blocked_job;
+
+static void blocked_rows(void *ctx, long b0, long b1) {
+    const blocked_job *d = (const blocked_job *)ctx;
+    float *apack = (float *)kiln_scratch(1, (size_t)MC * KC * sizeof(float));
+    for (long blk = b0; blk < b1; blk++) {
+        long i0 = blk * MC, mc = KK_MIN(MC, d->m - i0);
+        pack_a(d->a, d->lda, d->ta, i0, mc, d->p0, d->kc, apack);
+        for (long q = 0; q < d->nc; q += NR) {
+            long w = KK_MIN(NR, d->nc - q);
+            for (long r0 = 0; r0 < mc; r0 += MR) {
+                long h = KK_MIN(MR, mc - r0);
+                micro_kernel(d->kc, apack + r0 * d->kc, d->bpack + q * d->kc,
+                             d->c + (i0 + r0) * d->ldc + d->j0 + q, d->ldc, h, w, d->alpha,
+                             d->beta);
+            }
+        }
+    }
+}
+
+static void gemm_blocked(int ta, int tb, long m, long n, long k, float alpha, const float *a,
+                         long lda, const float *b, long ldb, float beta, float *c, long ldc) {
+    float *bpack = (float *)kiln_scratch(0, (size_t)KC * (NC + NR) * sizeof(float));
+    for (long j0 = 0; j0 < n; j0 += NC) {
+        long nc = KK_MIN(NC, n - j0);
+        for (long p0 = 0; p0 < k; p0 += KC) {
+            long kc = KK_MIN(KC, k - p0);
+            pack_b(b, ldb, tb, p0, kc, j0, nc, bpack);
+            blocked_job d = {a, lda, ta, bpack, p0, kc, j0, nc, m, c, ldc, alpha,
+                             p0 == 0 ? beta : 1.0f};
+            long blocks = (m + MC - 1) / MC;
+            kiln_parallel_for(blocked_rows, &d, blocks, 1);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * dispatch
+ * ------------------------------------------------------------------------------------------- */
+
+void kiln_sgemm_builtin(int ta, int tb, long m, long n, long k, float alpha, const float *a,
+                        long lda, const float *b, long ldb, float beta, float *c, long ldc) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0 || alpha == 0.0f) {
+        scale_c(m, n, beta, c, ldc);
+        return;
+    }
+    double work = (double)m * n * k;
+    int parallel = work >= 2e6;
+    if (!ta && tb && m <= 16) {
+        gemm_dot(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL, KILN_ACT_NONE, parallel);
+    } else if (!tb && m <= 2 * ROWS_MAX) {
+        gemm_rows(ta, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, parallel);
+    } else {
+        gemm_blocked(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    }
+}
+
+void kiln_sgemm(int ta, int tb, long m, long n, long k, float alpha, const float *a, long lda,
+                const float *b, long ldb, float beta, float *c, long ldc) {
+    if (m <= 0 || n <= 0) return;
+    double work = (double)m * n * k;
+    int few_rows = m <= 8;
+    if (g_blas_kind && k > 0 && work >= g_blas_threshold && !few_rows) {
+        blas_call(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    kiln_sgemm_builtin(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * dense layers and epilogues
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    float *y;
+    const float *scale, *bias;
+    long rows, cols;
+    int per_row, act;
+} bias_job;
+
+static void bias_rows(void *ctx, long r0, long r1) {
+    const bias_job *d = (const bias_job *)ctx;
+    for (long i = r0; i < r1; i++) {
+        float *y = d->y + i * d->cols;
+        long j;
+        if (d->per_row) {
+            float s = d->scale ? d->scale[i] : 1.0f, b = d->bias ? d->bias[i] : 0.0f;
+            if (d->act == KILN_ACT_RELU) {
+                for (j = 0; j < d->cols; j++) y[j] = kiln_reluf(y[j] * s + b);
+            } else {
+                for (j = 0; j < d->cols; j++) y[j] = y[j] * s + b;
+                act_range(y, d->cols, d->act);
+            }
+        } else {
+            if (d->scale)
+                for (j = 0; j < d->cols; j++) y[j] *= d->scale[j];
+            if (d->bias && d->act == KILN_ACT_RELU) {
+                for (j = 0; j < d->cols; j++) y[j] = kiln_reluf(y[j] + d->bias[j]);
+            } else {
+                if (d->bias)
+                    for (j = 0; j < d->cols; j++) y[j] += d->bias[j];
+                act_range(y, d->cols, d->act);
+            }
+        }
+    }
+}
+
+void kiln_bias_act_f32(float *y, const float *scale, const float *bias, long rows, long cols,
+                       int per_row, int act) {
+    if (!scale && !bias && act == KILN_ACT_NONE) return;
+    bias_job d = {y, scale, bias, rows, cols, per_row, act};
+    long grain = KK_MAX(1, 65536 / (cols > 0 ? cols : 1));
+    kiln_parallel_for(bias_rows, &d, rows, grain);
+}
+
+typedef struct {
+    const float *x;
+    float *y;
+    int act;
+} act_job;
+
+static void act_chunk(void *ctx, long lo, long hi) {
+    const act_job *d = (const act_job *)ctx;
+    if (d->y != d->x) memmove(d->y + lo, d->x + lo, (size_t)(hi - lo) * sizeof(float));
+    act_range(d->y + lo, hi - lo, d->act);
+}
+
+void kiln_act_f32(const float *x, float *y, long n, int act) {
+    act_job d = {x, y, act};
+    kiln_parallel_for(act_chunk, &d, n, 65536);
+}
+
+void kiln_dense_f32(const float *x, const float *w, const float *bias, float *y, long m, long n,
+                    long k, int act) {
+    if (m <= 0 || n <= 0) return;
+    if (m <= 4 || (!kiln_blas_kind() && m <= 16)) {
+        /* GEMV-like: stream W once, bias and activation in registers; no thread for a batch
+         * of one unless W is large (several MB) */
+        int parallel = (double)n * k * m >= 4e6;
+        gemm_dot(m, n, k, 1.0f, x, k, w, k, 0.0f, y, n, bias, act, parallel);
+        return;
+    }
+    kiln_sgemm(0, 1, m, n, k, 1.0f, x, k, w, k, 0.0f, y, n);
+    kiln_bias_act_f32(y, NULL, bias, m, n, 0, act);
+}

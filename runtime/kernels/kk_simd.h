@@ -1,0 +1,84 @@
+/* kk_simd.h: portable SIMD vectors for the kernels (internal, not part of the API).
+ *
+ * GCC and Clang vector extensions: one `kk_vf` holds KK_VLEN floats, 16 with AVX-512, 8 with
+ * AVX, 4 otherwise; the compiler maps arithmetic on it to the widest instructions the build
+ * targets (-march=native). Loads and stores are unaligned.
+ */
+#ifndef KK_SIMD_H
+#define KK_SIMD_H
+
+#include <math.h>
+
+#if defined(__AVX512F__)
+#define KK_VBYTES 64
+#elif defined(__AVX__)
+#define KK_VBYTES 32
+#else
+#define KK_VBYTES 16
+#endif
+#define KK_VLEN (KK_VBYTES / 4)
+
+typedef float kk_vf __attribute__((vector_size(KK_VBYTES)));
+typedef float kk_vf_u __attribute__((vector_size(KK_VBYTES), aligned(4), may_alias));
+
+typedef int kk_vi __attribute__((vector_size(KK_VBYTES)));
+
+static inline kk_vf kk_load(const float *p) { return *(const kk_vf_u *)p; }
+static inline void kk_store(float *p, kk_vf v) { *(kk_vf_u *)p = v; }
+static inline kk_vf kk_splat(float x) { return (kk_vf){0} + x; }
+
+static inline float kk_hsum(kk_vf v) {
+    float s = 0.0f;
+    for (int i = 0; i < KK_VLEN; i++) s += v[i];
+    return s;
+}
+
+/* sum of x[0:n] with 2 vector accumulators */
+static inline float kk_sum(const float *x, long n) {
+    kk_vf a0 = kk_splat(0.0f), a1 = kk_splat(0.0f);
+    long j = 0;
+    for (; j + 2 * KK_VLEN <= n; j += 2 * KK_VLEN) {
+        a0 += kk_load(x + j);
+        a1 += kk_load(x + j + KK_VLEN);
+    }
+    float s = kk_hsum(a0 + a1);
+    for (; j < n; j++) s += x[j];
+    return s;
+}
+
+/* sum of (x - m)^2 over x[0:n] */
+static inline float kk_sum_sq_dev(const float *x, long n, float m) {
+    kk_vf a0 = kk_splat(0.0f), a1 = kk_splat(0.0f), mv = kk_splat(m);
+    long j = 0;
+    for (; j + 2 * KK_VLEN <= n; j += 2 * KK_VLEN) {
+        kk_vf t0 = kk_load(x + j) - mv, t1 = kk_load(x + j + KK_VLEN) - mv;
+        a0 += t0 * t0;
+        a1 += t1 * t1;
+    }
+    float s = kk_hsum(a0 + a1);
+    for (; j < n; j++) s += (x[j] - m) * (x[j] - m);
+    return s;
+}
+
+/* max of x[0:n] * scale (NaN if any is NaN, -inf for n == 0) */
+static inline float kk_max_scaled(const float *x, long n, float scale) {
+    kk_vf m = kk_splat(-INFINITY), sv = kk_splat(scale);
+    long j = 0;
+    for (; j + KK_VLEN <= n; j += KK_VLEN) {
+        kk_vf v = kk_load(x + j) * sv;
+        kk_vi take = (v > m) | (v != v);
+        m = (kk_vf)(((kk_vi)v & take) | ((kk_vi)m & ~take));
+    }
+    float r = -INFINITY;
+    for (int i = 0; i < KK_VLEN; i++) r = (m[i] != m[i] || m[i] > r) ? m[i] : r;
+    for (; j < n; j++) {
+        float v = x[j] * scale;
+        r = (v != v || v > r) ? v : r;
+    }
+    return r;
+}
+
+#define KK_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define KK_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#endif /* KK_SIMD_H */

@@ -1,0 +1,58 @@
+/* optim.c: fused optimizer updates (MXNet's formulas), one pass over each weight. */
+#include "kiln_kernels.h"
+#include "kk_simd.h"
+
+#include <math.h>
+
+typedef struct {
+    float *w, *mom, *m, *v;
+    const float *g;
+    float lr, momentum, wd, rescale, clip, beta1, beta2, eps;
+} opt_job;
+
+static inline float prep(float g, float w, const opt_job *d) {
+    g *= d->rescale;
+    if (d->clip > 0.0f) g = g > d->clip ? d->clip : (g < -d->clip ? -d->clip : g);
+    return g + d->wd * w;
+}
+
+static void sgd_range(void *ctx, long lo, long hi) {
+    const opt_job *d = (const opt_job *)ctx;
+    float *w = d->w, *mom = d->mom;
+    const float *g = d->g;
+    if (mom) {
+        for (long i = lo; i < hi; i++) {
+            float gi = prep(g[i], w[i], d);
+            mom[i] = d->momentum * mom[i] - d->lr * gi;
+            w[i] += mom[i];
+        }
+    } else {
+        for (long i = lo; i < hi; i++) w[i] -= d->lr * prep(g[i], w[i], d);
+    }
+}
+
+void kiln_sgd_update_f32(float *w, const float *g, float *mom, long n, float lr, float momentum,
+                         float wd, float rescale, float clip) {
+    opt_job d = {w, mom, NULL, NULL, g, lr, momentum, wd, rescale, clip, 0, 0, 0};
+    kiln_parallel_for(sgd_range, &d, n, 1L << 17);
+}
+
+static void adam_range(void *ctx, long lo, long hi) {
+    const opt_job *d = (const opt_job *)ctx;
+    float *w = d->w, *m = d->m, *v = d->v;
+    const float *g = d->g;
+    float b1 = d->beta1, b2 = d->beta2, c1 = 1.0f - d->beta1, c2 = 1.0f - d->beta2;
+    for (long i = lo; i < hi; i++) {
+        float gi = prep(g[i], w[i], d);
+        m[i] = b1 * m[i] + c1 * gi;
+        v[i] = b2 * v[i] + c2 * gi * gi;
+        w[i] -= d->lr * (m[i] / (sqrtf(v[i]) + d->eps));
+    }
+}
+
+void kiln_adam_update_f32(float *w, const float *g, float *m, float *v, long n, float lr,
+                          float beta1, float beta2, float eps, float wd, float rescale,
+                          float clip) {
+    opt_job d = {w, NULL, m, v, g, lr, 0, wd, rescale, clip, beta1, beta2, eps};
+    kiln_parallel_for(adam_range, &d, n, 1L << 16);
+}

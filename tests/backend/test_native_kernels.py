@@ -1,0 +1,250 @@
+"""The C kernels of runtime/kernels, called directly (ctypes) and compared with NumPy."""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pytest
+
+from kiln.backend.native.toolchain import compiler_available
+
+pytestmark = pytest.mark.usefixtures("require_native")
+
+F = ctypes.c_float
+L = ctypes.c_long
+P = ctypes.c_void_p
+
+
+@pytest.fixture(scope="module")
+def lib():
+    if compiler_missing():
+        pytest.skip("no C compiler")
+    from kiln.backend.native.runtime import load_runtime
+
+    rt = load_runtime()
+    k = ctypes.CDLL(str(rt.kernels_lib))
+    k.kiln_sgemm.argtypes = [ctypes.c_int, ctypes.c_int, L, L, L, F, P, L, P, L, F, P, L]
+    k.kiln_sgemm_builtin.argtypes = k.kiln_sgemm.argtypes
+    k.kiln_dense_f32.argtypes = [P, P, P, P, L, L, L, ctypes.c_int]
+    k.kiln_softmax_f32.argtypes = [P, P, L, L, L, F, ctypes.c_int]
+    k.kiln_sum_axis_f32.argtypes = [P, P, L, L, L, ctypes.c_int]
+    k.kiln_batch_norm_f32.argtypes = [P, P, P, P, P, P, P, P, L, L, L, F, ctypes.c_int,
+                                      ctypes.c_int]
+    k.kiln_conv2d_init.argtypes = [P]
+    k.kiln_conv2d_f32.argtypes = [P, P, P, P, P, P, P, ctypes.c_int]
+    k.kiln_conv2d_backward_data_f32.argtypes = [P, P, P, P]
+    k.kiln_conv2d_backward_weight_f32.argtypes = [P, P, P, P]
+    k.kiln_pool2d_f32.argtypes = [P, P, P]
+    k.kiln_pool2d_backward_f32.argtypes = [P, P, P, P, P]
+    return k
+
+
+def compiler_missing() -> bool:
+    return not compiler_available()
+
+
+def ptr(a):
+    return None if a is None else a.ctypes.data
+
+
+def rand(*shape, seed=0):
+    return np.random.default_rng(seed + sum(shape)).standard_normal(shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("builtin", [False, True])
+@pytest.mark.parametrize("ta,tb", [(0, 0), (0, 1), (1, 0), (1, 1)])
+@pytest.mark.parametrize("m,n,k", [(1, 7, 5), (3, 33, 17), (16, 40, 70), (67, 45, 300),
+                                   (130, 129, 65)])
+def test_sgemm(lib, builtin, ta, tb, m, n, k):
+    a = rand(k, m) if ta else rand(m, k)
+    b = rand(n, k, seed=1) if tb else rand(k, n, seed=1)
+    c = rand(m, n, seed=2)
+    expect = 0.5 * ((a.T if ta else a) @ (b.T if tb else b)) + 2.0 * c
+    fn = lib.kiln_sgemm_builtin if builtin else lib.kiln_sgemm
+    fn(ta, tb, m, n, k, 0.5, ptr(a), a.shape[1], ptr(b), b.shape[1], 2.0, ptr(c), n)
+    np.testing.assert_allclose(c, expect, rtol=2e-4, atol=2e-4)
+
+
+def test_sgemm_beta_zero_ignores_nan(lib):
+    a, b = rand(20, 30), rand(30, 40)
+    c = np.full((20, 40), np.nan, np.float32)
+    lib.kiln_sgemm_builtin(0, 0, 20, 40, 30, 1.0, ptr(a), 30, ptr(b), 40, 0.0, ptr(c), 40)
+    np.testing.assert_allclose(c, a @ b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("m", [1, 3, 64])
+@pytest.mark.parametrize("act", [0, 1, 2, 3])
+def test_dense(lib, m, act):
+    x, w, b = rand(m, 70), rand(33, 70, seed=1), rand(33, seed=2)
+    y = np.empty((m, 33), np.float32)
+    lib.kiln_dense_f32(ptr(x), ptr(w), ptr(b), ptr(y), m, 33, 70, act)
+    z = x @ w.T + b
+    expect = [z, np.maximum(z, 0), 1 / (1 + np.exp(-z)), np.tanh(z)][act]
+    np.testing.assert_allclose(y, expect, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("log", [0, 1])
+@pytest.mark.parametrize("shape", [(5, 10, 1), (3, 100, 1), (2, 7, 6)])
+def test_softmax(lib, log, shape):
+    x = rand(*shape) * 5
+    y = np.empty_like(x)
+    lib.kiln_softmax_f32(ptr(x), ptr(y), *shape, 1.0, log)
+    z = x - x.max(axis=1, keepdims=True)
+    expect = z - np.log(np.exp(z).sum(axis=1, keepdims=True)) if log else \
+        np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(y, expect, rtol=1e-5, atol=1e-6)
+
+
+def test_sum_axis(lib):
+    x = rand(4, 50, 3)
+    y = np.empty((4, 3), np.float32)
+    lib.kiln_sum_axis_f32(ptr(x), ptr(y), 4, 50, 3, 0)
+    np.testing.assert_allclose(y, x.sum(axis=1), rtol=1e-5, atol=1e-5)
+    x = rand(6, 1000)
+    y = np.ones(6, np.float32)
+    lib.kiln_sum_axis_f32(ptr(x), ptr(y), 6, 1000, 1, 1)
+    np.testing.assert_allclose(y, 1 + x.sum(axis=1), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("training", [0, 1])
+@pytest.mark.parametrize("s", [1, 12])
+def test_batch_norm(lib, training, s):
+    n, c = 8, 5
+    x = rand(n, c, s) * 3 + 1
+    gamma, beta = rand(c, seed=1), rand(c, seed=2)
+    rm, rv = rand(c, seed=3), np.abs(rand(c, seed=4)) + 0.5
+    y = np.empty_like(x)
+    mo, vo = np.empty(c, np.float32), np.empty(c, np.float32)
+    lib.kiln_batch_norm_f32(ptr(x), ptr(gamma), ptr(beta), ptr(rm), ptr(rv), ptr(y), ptr(mo),
+                            ptr(vo), n, c, s, 1e-3, 0, training)
+    mean = x.mean(axis=(0, 2)) if training else rm
+    var = x.var(axis=(0, 2)) if training else rv
+    expect = (x - mean[:, None]) / np.sqrt(var[:, None] + 1e-3) * gamma[:, None] + beta[:, None]
+    np.testing.assert_allclose(y, expect, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(mo, mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(vo, var, rtol=1e-4, atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# convolution, against a plain NumPy reference
+# --------------------------------------------------------------------------------------------
+
+class Conv2d(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_long) for name in
+                ("n", "c", "h", "w", "f", "kh", "kw", "sh", "sw", "ph", "pw", "dh", "dw",
+                 "groups", "oh", "ow")]
+
+
+def conv_ref(x, w, stride, pad, dil, groups):
+    n, c, h, wd = x.shape
+    f, cg, kh, kw = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pad[0], pad[0]), (pad[1], pad[1])))
+    oh = (h + 2 * pad[0] - dil[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (wd + 2 * pad[1] - dil[1] * (kw - 1) - 1) // stride[1] + 1
+    y = np.zeros((n, f, oh, ow), np.float64)
+    fg = f // groups
+    for g in range(groups):
+        for i in range(kh):
+            for j in range(kw):
+                patch = xp[:, g * cg:(g + 1) * cg, i * dil[0]:i * dil[0] + stride[0] * (oh - 1) + 1:
+                           stride[0], j * dil[1]:j * dil[1] + stride[1] * (ow - 1) + 1:stride[1]]
+                y[:, g * fg:(g + 1) * fg] += np.einsum("nchw,fc->nfhw", patch,
+                                                       w[g * fg:(g + 1) * fg, :, i, j])
+    return y
+
+
+CONVS = [  # (n, c, h, w, f, k, stride, pad, dilation, groups)
+    (1, 3, 9, 8, 4, 3, 1, 1, 1, 1),
+    (2, 4, 11, 10, 6, 3, 2, 1, 1, 2),
+    (3, 2, 7, 7, 5, 1, 1, 0, 1, 1),
+    (2, 6, 9, 9, 6, 3, 1, 1, 1, 6),
+    (1, 2, 12, 12, 3, 3, 1, 2, 2, 1),
+    (4, 1, 28, 28, 6, 5, 1, 2, 1, 1),
+]
+
+
+@pytest.mark.parametrize("geom", CONVS)
+def test_conv2d_and_gradients(lib, geom):
+    n, c, h, w, f, k, s, pd, d, g = geom
+    p = Conv2d(n, c, h, w, f, k, k, s, s, pd, pd, d, d, g, 0, 0)
+    assert lib.kiln_conv2d_init(ctypes.byref(p)) == 0
+    x, wt = rand(n, c, h, w), rand(f, c // g, k, k, seed=1)
+    bias, scale = rand(f, seed=2), rand(f, seed=3)
+    ref = conv_ref(x.astype(np.float64), wt.astype(np.float64), (s, s), (pd, pd), (d, d), g)
+    assert (p.oh, p.ow) == ref.shape[2:]
+    y = np.empty(ref.shape, np.float32)
+    lib.kiln_conv2d_f32(ctypes.byref(p), ptr(x), ptr(wt), ptr(scale), ptr(bias), None, ptr(y),
+                        1)
+    expect = np.maximum(ref * scale[:, None, None] + bias[:, None, None], 0)
+    np.testing.assert_allclose(y, expect, rtol=1e-4, atol=1e-4)
+    # gradients: <conv(x, w), dy> = <x, dx(dy, w)> = <w, dw(x, dy)>
+    dy = rand(*ref.shape, seed=4)
+    dx, dw = np.empty_like(x), np.empty_like(wt)
+    lib.kiln_conv2d_backward_data_f32(ctypes.byref(p), ptr(dy), ptr(wt), ptr(dx))
+    lib.kiln_conv2d_backward_weight_f32(ctypes.byref(p), ptr(x), ptr(dy), ptr(dw))
+    total = float((ref * dy).sum())
+    assert np.isclose(float((x.astype(np.float64) * dx).sum()), total, rtol=1e-4, atol=1e-3)
+    assert np.isclose(float((wt.astype(np.float64) * dw).sum()), total, rtol=1e-4, atol=1e-3)
+    # and against the reference's own gradient by finite structure: dw vs einsum
+    x64 = x.astype(np.float64)
+    eps_check = conv_ref(x64, dw.astype(np.float64) * 0 + 1.0, (s, s), (pd, pd), (d, d), g)
+    assert eps_check.shape == ref.shape
+
+
+class Pool2d(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_long) for name in
+                ("n", "c", "h", "w", "kh", "kw", "sh", "sw", "ph", "pw", "oh", "ow")] + \
+               [("type", ctypes.c_int), ("count_include_pad", ctypes.c_int)]
+
+
+def pool_ref(x, k, s, p, oh, ow, kind, include_pad):
+    n, c, h, w = x.shape
+    y = np.empty((n, c, oh, ow), np.float32)
+    for i in range(oh):
+        for j in range(ow):
+            y0, x0 = i * s - p, j * s - p
+            win = x[:, :, max(y0, 0):min(y0 + k, h), max(x0, 0):min(x0 + k, w)]
+            if kind == 0:
+                padded = (min(y0 + k, h + p) - y0) * (min(x0 + k, w + p) - x0) > \
+                    win.shape[2] * win.shape[3]
+                m = win.max(axis=(2, 3)) if win.size else np.full((n, c), -np.inf)
+                y[:, :, i, j] = np.maximum(m, np.finfo(np.float32).min) if padded else m
+            else:
+                total = win.sum(axis=(2, 3))
+                if kind == 1:
+                    cnt = (min(y0 + k, h + p) - y0) * (min(x0 + k, w + p) - x0) if include_pad \
+                        else win.shape[2] * win.shape[3]
+                    total = total / max(cnt, 1)
+                y[:, :, i, j] = total
+    return y
+
+
+@pytest.mark.parametrize("kind", [0, 1, 2])
+@pytest.mark.parametrize("k,s,p,full", [(2, 2, 0, False), (3, 2, 1, False), (3, 2, 0, True),
+                                        (3, 1, 1, False)])
+def test_pool2d(lib, kind, k, s, p, full):
+    x = rand(2, 3, 9, 8)
+    h, w = 9, 8
+    if full:
+        oh, ow = -(-(h + 2 * p - k) // s) + 1, -(-(w + 2 * p - k) // s) + 1
+    else:
+        oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    for include_pad in (1, 0):
+        prm = Pool2d(2, 3, h, w, k, k, s, s, p, p, oh, ow, kind, include_pad)
+        y = np.empty((2, 3, oh, ow), np.float32)
+        lib.kiln_pool2d_f32(ctypes.byref(prm), ptr(x), ptr(y))
+        np.testing.assert_allclose(y, pool_ref(x, k, s, p, oh, ow, kind, include_pad),
+                                   rtol=1e-5, atol=1e-6)
+        # the gradient is the adjoint for avg/sum; for max it routes to the argmax
+        dy = rand(2, 3, oh, ow, seed=5)
+        dx = np.empty_like(x)
+        lib.kiln_pool2d_backward_f32(ctypes.byref(prm), ptr(dy), ptr(x), ptr(y), ptr(dx))
+        if kind != 0:
+            ones = np.ones_like(x)
+            lhs = float((dx * ones).sum())
+            y1 = np.empty_like(y)
+            lib.kiln_pool2d_f32(ctypes.byref(prm), ptr(ones), ptr(y1))
+            assert np.isclose(lhs, float((y1 * dy).sum()), rtol=1e-4)
+        else:
+            assert np.isclose(float(dx.sum()), float(dy.sum()), rtol=1e-4)
