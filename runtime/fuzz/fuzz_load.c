@@ -25,6 +25,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static long g_loaded, g_ran; /* for the standalone driver's summary */
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 5) return 0;
     uint32_t jlen = (uint32_t)data[0] | ((uint32_t)data[1] << 8) | ((uint32_t)data[2] << 16) |
@@ -54,6 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     kiln_model *m = NULL;
     if (kiln_model_load_memory_opts(json, jlen, plen ? params : NULL, plen, &opts, &m) ==
         KILN_OK) {
+        g_loaded++;
         int64_t count = 1;
         for (int i = 0; i < ndim; i++) count *= dims[i];
         float *x = (float *)calloc((size_t)count, sizeof(float));
@@ -61,6 +64,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (int i = 0; ok && i < kiln_model_num_inputs(m); i++)
             ok = kiln_model_set_input(m, i, x, dims, ndim) == KILN_OK;
         if (ok && kiln_model_run(m) == KILN_OK) {
+            g_ran++;
             for (int k = 0; k < kiln_model_num_outputs(m); k++) {
                 const float *y;
                 const int64_t *d;
@@ -123,7 +127,7 @@ int main(int argc, char **argv) {
             n++;
         }
         fclose(list);
-        printf("ran %d cases\n", n);
+        printf("ran %d cases: %ld loaded, %ld ran\n", n, g_loaded, g_ran);
         return 0;
     }
     if (argc < 2) return run_file(NULL);
