@@ -7,10 +7,14 @@
  */
 #include "graph.h"
 #include "extra_kernels.h"
+#include "conv_packed.h"
 
 #include "../kernels/kiln_kernels.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define IN(i) (m->values[n->in[i]].data)
 #define INSHAPE(i) (&m->values[n->in[i]].shape)
@@ -27,42 +31,61 @@ static void run_fc(const kiln_model *m, const rt_node *n, float *y) {
     const rt_shape *x = INSHAPE(0);
     long k = n->a.fc.flatten ? prod(x, 1, x->ndim) : (long)x->d[x->ndim - 1];
     long rows = prod(x, 0, x->ndim) / k;
+    /* the kernel applies relu in its epilogue; other activations are vectorised here */
+    int in_kernel = n->act == KILN_ACT_RELU || n->act == KILN_ACT_NONE;
     kiln_dense_f32(IN(0), IN(1), n->a.fc.no_bias ? NULL : IN(2), y, rows,
-                   (long)n->a.fc.num_hidden, k, n->act);
+                   (long)n->a.fc.num_hidden, k, in_kernel ? n->act : KILN_ACT_NONE);
+    if (!in_kernel) rtk_act_f32(n->act, y, y, rows * (long)n->a.fc.num_hidden);
+}
+
+void rt_conv_geometry(const kiln_model *m, const rt_node *n, kiln_conv2d *p) {
+    const rt_shape *x = INSHAPE(0);
+    int two = n->a.conv.nd == 2;
+    memset(p, 0, sizeof *p);
+    p->n = 1;
+    p->c = (long)x->d[1];
+    p->h = two ? (long)x->d[2] : 1;
+    p->w = (long)x->d[two ? 3 : 2];
+    p->f = (long)n->a.conv.num_filter;
+    p->kh = two ? (long)n->a.conv.kernel[0] : 1;
+    p->kw = (long)n->a.conv.kernel[two ? 1 : 0];
+    p->sh = two ? (long)n->a.conv.stride[0] : 1;
+    p->sw = (long)n->a.conv.stride[two ? 1 : 0];
+    p->ph = two ? (long)n->a.conv.pad[0] : 0;
+    p->pw = (long)n->a.conv.pad[two ? 1 : 0];
+    p->dh = two ? (long)n->a.conv.dilate[0] : 1;
+    p->dw = (long)n->a.conv.dilate[two ? 1 : 0];
+    p->groups = (long)n->a.conv.num_group;
+    kiln_conv2d_init(p);
 }
 
 static kiln_status run_conv(const kiln_model *m, const rt_node *n, float *y) {
     const rt_shape *x = INSHAPE(0);
     int two = n->a.conv.nd == 2;
     kiln_conv2d p;
-    memset(&p, 0, sizeof p);
-    p.n = 1;
-    p.c = (long)x->d[1];
-    p.h = two ? (long)x->d[2] : 1;
-    p.w = (long)x->d[two ? 3 : 2];
-    p.f = (long)n->a.conv.num_filter;
-    p.kh = two ? (long)n->a.conv.kernel[0] : 1;
-    p.kw = (long)n->a.conv.kernel[two ? 1 : 0];
-    p.sh = two ? (long)n->a.conv.stride[0] : 1;
-    p.sw = (long)n->a.conv.stride[two ? 1 : 0];
-    p.ph = two ? (long)n->a.conv.pad[0] : 0;
-    p.pw = (long)n->a.conv.pad[two ? 1 : 0];
-    p.dh = two ? (long)n->a.conv.dilate[0] : 1;
-    p.dw = (long)n->a.conv.dilate[two ? 1 : 0];
-    p.groups = (long)n->a.conv.num_group;
+    rt_conv_geometry(m, n, &p);
     const rt_shape *ys = &m->values[n->out].shape;
-    if (kiln_conv2d_init(&p) != 0 || p.oh != (two ? (long)ys->d[2] : 1) ||
+    if (p.oh != (two ? (long)ys->d[2] : 1) ||
         p.ow != (long)ys->d[two ? 3 : 2])
         return rt_fail(KILN_ERR_SHAPE, "convolution geometry the kernel refuses");
     const float *scale = n->fold, *bias = n->fold ? n->fold + p.f
                                                   : (n->a.conv.no_bias ? NULL : IN(2));
     const float *res = n->residual >= 0 ? m->values[n->residual].data : NULL;
     long in_size = p.c * p.h * p.w, out_size = p.f * p.oh * p.ow;
-    /* one image at a time: the kernel then uses this thread's scratch, reserved in
-     * exec_model, and parallelises inside each product */
+    if (!n->packed) { /* depthwise: the shared kernel's direct loop (no scratch) */
+        for (long i = 0; i < (long)x->d[0]; i++)
+            kiln_conv2d_f32(&p, IN(0) + i * in_size, IN(1), scale, bias,
+                            res ? res + i * out_size : NULL, y + i * out_size, n->act);
+        return KILN_OK;
+    }
+    /* packed weights (scale folded in), one image at a time; activations the epilogue does
+     * not have (softrelu, softsign) run after */
+    int in_epilogue = n->act <= KILN_ACT_TANH;
+    void *ws = (char *)m->arena + n->ws_off;
     for (long i = 0; i < (long)x->d[0]; i++)
-        kiln_conv2d_f32(&p, IN(0) + i * in_size, IN(1), scale, bias, res ? res + i * out_size : NULL,
-                        y + i * out_size, n->act);
+        rtk_conv2d_f32(&p, IN(0) + i * in_size, n->packed, bias, res ? res + i * out_size : NULL,
+                       y + i * out_size, in_epilogue ? n->act : KILN_ACT_NONE, ws);
+    if (!in_epilogue) rtk_act_f32(n->act, y, y, out_size * (long)x->d[0]);
     return KILN_OK;
 }
 
@@ -214,7 +237,7 @@ static kiln_status run_node(kiln_model *m, const rt_node *n) {
         break;
     }
     case OP_UNARY:
-        if (n->sub <= U_SOFTSIGN) kiln_act_f32(IN(0), y, count, n->sub + 1);
+        if (n->sub <= U_SOFTSIGN) rtk_act_f32(n->sub + 1, IN(0), y, count);
         else rtk_unary_f32(n->sub, IN(0), y, count);
         break;
     case OP_LEAKY: {
@@ -249,6 +272,22 @@ static kiln_status run_node(kiln_model *m, const rt_node *n) {
     return KILN_OK;
 }
 
+/* KILN_RT_PROFILE=1: each node's time on stderr after every run (for finding slow nodes) */
+static int profiling(void) {
+    static int flag = -1;
+    if (flag < 0) {
+        const char *s = getenv("KILN_RT_PROFILE");
+        flag = s && *s && *s != '0';
+    }
+    return flag;
+}
+
+static double seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
 kiln_status exec_model(kiln_model *m) {
     if (m->scratch_bytes && !kiln_scratch(2, (size_t)m->scratch_bytes))
         return rt_fail(KILN_ERR_NOMEM, "out of memory for %llu bytes of kernel scratch",
@@ -258,7 +297,11 @@ kiln_status exec_model(kiln_model *m) {
     for (int i = 0; i < m->n_nodes; i++) {
         const rt_node *n = &m->nodes[i];
         if (n->skip) continue;
+        double t0 = profiling() ? seconds() : 0.0;
         kiln_status st = run_node(m, n);
+        if (profiling())
+            fprintf(stderr, "kiln-rt profile: %8.2f us  %s%s\n", (seconds() - t0) * 1e6,
+                    node_desc(m, i), n->out != n->out0 ? " (fused)" : "");
         if (st) {
             rt_error_prefix("%s", node_desc(m, i));
             return st;

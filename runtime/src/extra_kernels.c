@@ -3,6 +3,9 @@
  * kiln_math.h (the shared kernels' float32 exp/log/tanh) so that results agree with them.
  */
 #include "extra_kernels.h"
+#include "vec_math.h"
+
+#include "../kernels/kiln_kernels.h"
 
 #include "../kernels/kiln_math.h"
 
@@ -88,6 +91,22 @@ void rtk_unary_f32(int fn, const float *x, float *y, long n) {
     case U_SIGMOID: for (i = 0; i < n; i++) y[i] = kiln_sigmoidf(x[i]); return;
     case U_TANH: for (i = 0; i < n; i++) y[i] = kiln_tanhf(x[i]); return;
     default: for (i = 0; i < n; i++) y[i] = unary1(fn, x[i]); return;
+    }
+}
+
+void rtk_act_f32(int act, const float *x, float *y, long n) {
+    if (act < KILN_ACT_RELU || act > KILN_ACT_TANH) {
+        if (act != KILN_ACT_NONE) kiln_act_f32(x, y, n, act);
+        else if (x != y) memmove(y, x, (size_t)n * sizeof(float));
+        return;
+    }
+    long i = 0;
+    for (; i + KK_VLEN <= n; i += KK_VLEN) kk_store(y + i, vm_act(kk_load(x + i), act));
+    if (i < n) { /* the tail through a padded vector */
+        float t[KK_VLEN] = {0};
+        memcpy(t, x + i, (size_t)(n - i) * sizeof(float));
+        kk_store(t, vm_act(kk_load(t), act));
+        memcpy(y + i, t, (size_t)(n - i) * sizeof(float));
     }
 }
 

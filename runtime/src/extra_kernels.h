@@ -26,6 +26,10 @@ enum rt_binary {
 /* y[i] = fn(x[i]); y may equal x. */
 void rtk_unary_f32(int fn, const float *x, float *y, long n);
 
+/* y = act(x) for enum kiln_act; relu, sigmoid and tanh on whole vectors (vec_math.h), the
+ * others through kiln_act_f32. y may equal x. */
+void rtk_act_f32(int act, const float *x, float *y, long n);
+
 /* y[i] = fn(x[i], s), or fn(s, x[i]) when rev; y may equal x. */
 void rtk_scalar_f32(int fn, const float *x, float s, int rev, float *y, long n);
 

@@ -77,6 +77,8 @@ typedef struct rt_node {
     int act;                /* fused activation (enum kiln_act) */
     int residual;           /* value added before the activation (convolution), or -1 */
     float *fold;            /* convolution with a folded BatchNorm: scale[f], shift[f] */
+    float *packed;          /* convolution: weights packed for rtk_conv2d_f32 (conv_packed.c) */
+    uint64_t packed_bytes;
     uint64_t ws_bytes, ws_off;
 } rt_node;
 
@@ -146,6 +148,9 @@ void plan_release(kiln_model *m);
 
 /* exec.c */
 kiln_status exec_model(kiln_model *m);
+struct kiln_conv2d;
+/* The kernels' geometry of a convolution node (one image), after shape inference. */
+void rt_conv_geometry(const kiln_model *m, const rt_node *n, struct kiln_conv2d *p);
 
 /* "node 12 ('conv0_fwd', Convolution)" */
 const char *node_desc(const kiln_model *m, int node);

@@ -26,7 +26,10 @@ void kiln_model_free(kiln_model *m) {
     if (!m) return;
     params_free(&m->params);
     for (int i = 0; i < m->n_inputs && m->input_data; i++) free(m->input_data[i]);
-    for (int i = 0; i < m->n_nodes && m->nodes; i++) free(m->nodes[i].fold);
+    for (int i = 0; i < m->n_nodes && m->nodes; i++) {
+        free(m->nodes[i].fold);
+        free(m->nodes[i].packed);
+    }
     free(m->input_data);
     free(m->input_shape);
     free(m->input_set);

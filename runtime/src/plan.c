@@ -15,6 +15,7 @@
  */
 #include "graph.h"
 #include "extra_kernels.h"
+#include "conv_packed.h"
 
 #include "../kernels/kiln_kernels.h"
 
@@ -33,6 +34,15 @@ static int sole_reader(const kiln_model *m, int v) {
     return m->values[v].uses == 1 ? m->consumer[v] : -1;
 }
 
+/* a parameter (its data known before any run), possibly through reshape-like aliases */
+static int is_const(const kiln_model *m, int v) {
+    return m->values[root_of(m, v)].kind == VAL_PARAM;
+}
+
+static const float *const_data(const kiln_model *m, int v) {
+    return m->values[root_of(m, v)].data;
+}
+
 static int is_add(const rt_node *n) { return n->op == OP_BINARY && n->sub == B_ADD; }
 
 static int kernel_act(const rt_node *n) {
@@ -49,9 +59,9 @@ static kiln_status fold_bn(kiln_model *m, rt_node *conv, const rt_node *bn) {
         if (!conv->fold) return rt_fail(KILN_ERR_NOMEM, "out of memory");
         m->fold_bytes += bytes;
     }
-    const float *gamma = m->values[bn->in[1]].data, *beta = m->values[bn->in[2]].data;
-    const float *mean = m->values[bn->in[3]].data, *var = m->values[bn->in[4]].data;
-    const float *bias = conv->a.conv.no_bias ? NULL : m->values[conv->in[2]].data;
+    const float *gamma = const_data(m, bn->in[1]), *beta = const_data(m, bn->in[2]);
+    const float *mean = const_data(m, bn->in[3]), *var = const_data(m, bn->in[4]);
+    const float *bias = conv->a.conv.no_bias ? NULL : const_data(m, conv->in[2]);
     for (int64_t i = 0; i < f; i++) {
         float inv = (float)(1.0 / sqrt((double)var[i] + bn->a.bn.eps));
         float s = bn->a.bn.fix_gamma ? inv : gamma[i] * inv;
@@ -78,7 +88,10 @@ static kiln_status fuse(kiln_model *m) {
             int b = sole_reader(m, cur);
             int64_t bn_axis = b >= 0 ? m->nodes[b].a.bn.axis : 0;
             if (bn_axis < 0) bn_axis += n->a.conv.nd + 2;
-            if (b >= 0 && m->nodes[b].op == OP_BN && m->nodes[b].in[0] == cur && bn_axis == 1) {
+            int consts = b >= 0 && m->nodes[b].op == OP_BN &&
+                         (n->a.conv.no_bias || is_const(m, n->in[2]));
+            for (int k = 1; consts && k <= 4; k++) consts = is_const(m, m->nodes[b].in[k]);
+            if (consts && m->nodes[b].in[0] == cur && bn_axis == 1) {
                 kiln_status st = fold_bn(m, n, &m->nodes[b]);
                 if (st) return st;
                 m->nodes[b].skip = 1;
@@ -116,6 +129,39 @@ static kiln_status fuse(kiln_model *m) {
     return KILN_OK;
 }
 
+/* Weights packed for conv_packed.c (all but depthwise convolutions), a folded BatchNorm's
+ * scale multiplied in. Redone at every plan: cheap next to planning, and fusion may differ. */
+static kiln_status pack_convolutions(kiln_model *m) {
+    for (int i = 0; i < m->n_nodes; i++) {
+        rt_node *n = &m->nodes[i];
+        if (n->op != OP_CONV) continue;
+        free(n->packed);
+        m->fold_bytes -= n->packed_bytes;
+        n->packed = NULL;
+        n->packed_bytes = 0;
+        if (n->skip) continue;
+        const rt_shape *x = &m->values[n->in[0]].shape;
+        int64_t c = x->d[1], g = n->a.conv.num_group, f = n->a.conv.num_filter;
+        if (g == c && f == c && g > 1) continue; /* depthwise: kiln_conv2d_f32 */
+        if (!is_const(m, n->in[1])) continue;   /* a computed weight: kiln_conv2d_f32 */
+        int64_t kdim = (c / g) * n->a.conv.kernel[0] *
+                       (n->a.conv.nd == 2 ? n->a.conv.kernel[1] : 1);
+        uint64_t bytes = (uint64_t)rtk_conv_packed_size((long)f, (long)g, (long)kdim) * 4;
+        if (m->params.bytes + m->fold_bytes + bytes > m->max_memory)
+            return rt_fail(KILN_ERR_LIMIT, "%s: packed weights exceed the memory limit",
+                           node_desc(m, i));
+        void *p = NULL;
+        if (posix_memalign(&p, RT_ALIGN, (size_t)bytes) != 0)
+            return rt_fail(KILN_ERR_NOMEM, "out of memory packing weights");
+        n->packed = (float *)p;
+        n->packed_bytes = bytes;
+        m->fold_bytes += bytes;
+        rtk_conv_pack(const_data(m, n->in[1]), n->fold, (long)f, (long)g, (long)kdim,
+                      n->packed);
+    }
+    return KILN_OK;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * workspaces and kernel scratch
  * ------------------------------------------------------------------------------------------- */
@@ -140,8 +186,14 @@ static void workspaces(kiln_model *m) {
                             (n->a.conv.nd == 1 ||
                              (n->a.conv.stride[1] == 1 && n->a.conv.pad[1] == 0));
             int depthwise = g == c && n->a.conv.num_filter == c && g > 1;
-            if (!pointwise && !depthwise) s = (uint64_t)(c / g) * (uint64_t)k * (uint64_t)ohw * 4;
-            if (n->a.conv.num_filter / g > 8) m->gemm_scratch = 1;
+            if (n->packed) { /* conv_packed.c's workspace, in the arena */
+                kiln_conv2d geo;
+                rt_conv_geometry(m, n, &geo);
+                n->ws_bytes = (uint64_t)rtk_conv_workspace_bytes(&geo);
+            } else if (!depthwise) { /* kiln_conv2d_f32's own scratch and GEMM */
+                s = pointwise ? 0 : (uint64_t)(c / g) * (uint64_t)k * (uint64_t)ohw * 4;
+                m->gemm_scratch = 1;
+            }
             break;
         }
         case OP_FC:
@@ -279,7 +331,7 @@ kiln_status plan_model(kiln_model *m) {
     for (int v = 0; v < m->n_values; v++) m->consumer[v] = -1;
     for (int i = 0; i < m->n_nodes; i++)
         for (int k = 0; k < m->nodes[i].n_in; k++) m->consumer[m->nodes[i].in[k]] = i;
-    if ((st = infer_shapes(m)) || (st = fuse(m))) return st;
+    if ((st = infer_shapes(m)) || (st = fuse(m)) || (st = pack_convolutions(m))) return st;
     workspaces(m);
     if ((st = placement(m)) || (st = check_memory(m))) return st;
     if (m->arena_bytes) {
