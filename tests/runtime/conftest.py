@@ -1,5 +1,6 @@
 """Fixtures for the C runtime's tests: the runtime built once per session."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -18,7 +19,9 @@ def build_dir():
 
 @pytest.fixture(scope="session")
 def runtime(build_dir):
-    return crt.Runtime(build_dir / "libkiln_runtime.so")
+    # KILN_RT_LIB: another build of the library, e.g. one with sanitizers (then run pytest
+    # with LD_PRELOAD=$(cc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0)
+    return crt.Runtime(os.environ.get("KILN_RT_LIB") or build_dir / "libkiln_runtime.so")
 
 
 @pytest.fixture(scope="session")
