@@ -8,9 +8,11 @@ reads) and once as ONNX from those same files (`kiln.onnx.export_model`), with t
 weights. Times are per inference, batch 1, after a warm-up: the C runtime's median as
 `kiln-run --bench N` reports it (set_input + run), ONNX Runtime's median of `session.run`
 timed the same way in this process (plain `run`, and `run_with_iobinding` with the input and
-output bound once, its lowest-overhead Python path). For a like-for-like view from Python the
-C runtime is also timed through ctypes (set_input + run + get_output per call). Rounds alternate between the two so that machine noise
-hits both; the table gives the best round's median. LeNet needs kiln's convolution operators
+output bound once, its lowest-overhead Python path). Python's share of ORT's time is bounded
+by timing a one-node Identity model the same way: "ORT iobinding - Identity" subtracts it, a
+lower bound for ORT called from C (it also removes ORT's own per-run overhead, which a C
+caller would pay). Rounds alternate between the engines so that machine noise hits all; the
+table gives the best round's median. LeNet needs kiln's convolution operators
 (the ops-nn branch) and is skipped without them.
 """
 
@@ -108,6 +110,22 @@ def ort_calls(session, x):
     return (lambda: session.run(None, {name: x})), (lambda: session.run_with_iobinding(binding))
 
 
+def identity_session(tmp: Path, shape):
+    """A one-node ONNX model (Identity) of the input's shape: ORT's fixed cost per call."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    vi = [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(shape)) for n in "xy"]
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "id", vi[:1], vi[1:])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    path = tmp / "identity.onnx"
+    onnx.save(model, str(path))
+    opt = ort.SessionOptions()
+    opt.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), opt, providers=["CPUExecutionProvider"])
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=2000, help="inferences per round")
@@ -134,35 +152,33 @@ def main(argv=None) -> int:
                                                          providers=["CPUExecutionProvider"])
             y = sessions[1].run(None, {sessions[1].get_inputs()[0].name: x})[0]
             onp.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-5)
-            import crt
-
-            model = crt.Runtime(ROOT / "runtime" / "build" / "libkiln_runtime.so").load_files(
-                sym, params)
-            onp.testing.assert_allclose(model(x), ref, rtol=1e-4, atol=1e-5)
             run1, bound1 = ort_calls(sessions[1], x)
             run0, bound0 = ort_calls(sessions[0], x)
+            identity = ort_calls(identity_session(Path(d), x.shape), x)[1]
             candidates = {
                 "kiln-run --bench, 1 thread":
                     lambda: c_runtime_median(kiln_run, sym, params, xfile, args.runs, 1),
                 "kiln-run --bench, default threads":
                     lambda: c_runtime_median(kiln_run, sym, params, xfile, args.runs, 0),
-                "kiln C runtime via ctypes": lambda: median_us(lambda: model(x), args.runs),
                 "ORT run, 1 thread": lambda: median_us(run1, args.runs),
                 "ORT run, default threads": lambda: median_us(run0, args.runs),
                 "ORT iobinding, 1 thread": lambda: median_us(bound1, args.runs),
                 "ORT iobinding, default threads": lambda: median_us(bound0, args.runs),
+                "ORT iobinding, Identity model": lambda: median_us(identity, args.runs),
             }
             best: dict[str, float] = {}
             for _ in range(args.rounds):
                 for label, fn in candidates.items():
                     best[label] = min(best.get(label, float("inf")), fn())
+            best["ORT iobinding - Identity (lower bound)"] = (
+                best["ORT iobinding, 1 thread"] - best["ORT iobinding, Identity model"])
             for label, us in best.items():
                 rows.append((name, label, us))
     print(f"\nper inference, batch 1, median of {args.runs} runs, best of {args.rounds} rounds "
           f"(onnxruntime {ort.__version__}, {os.cpu_count()} CPUs)")
-    print(f"{'network':<24} {'engine':<36} {'us':>9}")
+    print(f"{'network':<24} {'engine':<40} {'us':>9}")
     for name, label, us in rows:
-        print(f"{name:<24} {label:<36} {us:9.2f}")
+        print(f"{name:<24} {label:<40} {us:9.2f}")
     return 0
 
 

@@ -8,6 +8,8 @@
 #include <string.h>
 
 #define RT_MSG_SIZE 1024
+#define RT_SCRATCH 4      /* per-thread buffers for names in messages (rt_shorten, node_desc) */
+#define RT_SCRATCH_SIZE 256
 
 /* One message buffer per thread (C99 has no thread-local storage; POSIX keys do). A thread
  * whose buffer cannot be allocated shares a static fallback: messages may then mix, but
@@ -15,7 +17,7 @@
 static pthread_key_t g_key;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static int g_key_ok;
-static char g_fallback[RT_MSG_SIZE];
+static char g_fallback[RT_MSG_SIZE + RT_SCRATCH * RT_SCRATCH_SIZE];
 
 static void make_key(void) { g_key_ok = pthread_key_create(&g_key, free) == 0; }
 
@@ -24,7 +26,7 @@ static char *msg_buffer(void) {
     if (!g_key_ok) return g_fallback;
     char *buf = (char *)pthread_getspecific(g_key);
     if (!buf) {
-        buf = (char *)calloc(1, RT_MSG_SIZE);
+        buf = (char *)calloc(1, RT_MSG_SIZE + RT_SCRATCH * RT_SCRATCH_SIZE);
         if (!buf || pthread_setspecific(g_key, buf) != 0) {
             free(buf);
             return g_fallback;
@@ -108,12 +110,18 @@ int rt_utf8_valid(const char *str, size_t len) {
     return 1;
 }
 
+char *rt_scratch_text(int slot) {
+    return msg_buffer() + RT_MSG_SIZE + (slot & (RT_SCRATCH - 1)) * RT_SCRATCH_SIZE;
+}
+
 const char *rt_shorten(const char *s, int slot) {
-    static char bufs[4][80];
-    char *b = bufs[slot & 3];
+    return rt_shorten_into(s, rt_scratch_text(slot));
+}
+
+const char *rt_shorten_into(const char *s, char *b) {
     size_t i = 0, j = 0;
     if (!s) return "(null)";
-    while (s[i] && j < sizeof bufs[0] - 4) {
+    while (s[i] && j < 80 - 4) {
         unsigned char c = (unsigned char)s[i++];
         b[j++] = (c < 0x20 || c == 0x7F) ? '?' : (char)c;
     }

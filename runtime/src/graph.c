@@ -14,15 +14,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* In this thread's scratch slots 2 and 3, alternating, so that one message can name two
+ * nodes (slots 0 and 1 stay free for rt_shorten in the same message). */
 const char *node_desc(const kiln_model *m, int i) {
-    static char buf[4][200];
-    static int slot;
-    char *b = buf[slot++ & 3];
+    static const int slots[2] = {2, 3};
+    char *toggle = rt_scratch_text(1) + 200; /* a byte of slot 1 nobody else uses */
+    char *b = rt_scratch_text(slots[*toggle & 1]);
+    *toggle = (char)!(*toggle & 1);
     const rt_node *n = &m->nodes[i];
-    char name[100];
-    snprintf(name, sizeof name, "%s", rt_shorten(n->name, 3));
-    snprintf(b, 200, "node %d ('%s', %s)", i, name,
-             n->op == OP_VAR ? "variable" : rt_shorten(n->opname, 3));
+    char name[80], op[80];
+    snprintf(b, 200, "node %d ('%s', %s)", i, rt_shorten_into(n->name, name),
+             n->op == OP_VAR ? "variable" : rt_shorten_into(n->opname, op));
     return b;
 }
 

@@ -209,7 +209,7 @@ static const char *get(const attrs_t *at, const char *key) {
 }
 
 static kiln_status bad(const char *key, const char *text) {
-    rt_error_prefix("attribute %s=\"%s\"", key, rt_shorten(text, 2));
+    rt_error_prefix("attribute %s=\"%s\"", key, rt_shorten(text, 1));
     return KILN_ERR_ATTRIBUTE;
 }
 

@@ -58,8 +58,13 @@ int rt_add_u64(uint64_t a, uint64_t b, uint64_t *out);
 int rt_align_up(uint64_t a, uint64_t *out);
 /* 1 if s[0:len] is valid UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */
 int rt_utf8_valid(const char *s, size_t len);
-/* A printable, truncated copy of a name for messages (static buffer per slot 0..3). */
+/* A printable, truncated copy of a name for messages, in this thread's buffer `slot`
+ * (0..3; a later call with the same slot reuses it). */
 const char *rt_shorten(const char *s, int slot);
+/* The same into b (at least 80 bytes). */
+const char *rt_shorten_into(const char *s, char *b);
+/* This thread's scratch buffer `slot` (0..3) of 256 bytes, for message fragments. */
+char *rt_scratch_text(int slot);
 
 typedef struct rt_shape {
     int ndim;
