@@ -195,7 +195,8 @@ static void conv_stride_one(const kiln_conv2d *p, const float *x, const float *p
     long *off = (long *)(flat + fg * ntiles * NR);
     for (long c = 0, k = 0; c < cg; c++)
         for (long ki = 0; ki < p->kh; ki++)
-            for (long kj = 0; kj < p->kw; kj++) off[k++] = c * hp * wp + ki * p->dh * wp + kj * p->dw;
+            for (long kj = 0; kj < p->kw; kj++)
+                off[k++] = c * hp * wp + ki * p->dh * wp + kj * p->dw;
     for (long g = 0; g < p->groups; g++) {
         const float *xg = x + g * cg * p->h * p->w;
         memset(xpad, 0, (size_t)padded_floats(p) * sizeof(float));

@@ -13,8 +13,8 @@ long rtk_conv_workspace_bytes(const kiln_conv2d *p);
 void rtk_conv_pack(const float *w, const float *scale, long f, long groups, long kdim,
                    float *packed);
 /* y = act(conv(x) + shift[f] + residual) for one image (p->n ignored); act: enum kiln_act
- * NONE, RELU, SIGMOID or TANH. ws: rtk_conv_workspace_bytes, 64-byte aligned. Not for depthwise (use
- * kiln_conv2d_f32). */
+ * NONE, RELU, SIGMOID or TANH. ws: rtk_conv_workspace_bytes, 64-byte aligned. Not for
+ * depthwise convolutions (use kiln_conv2d_f32). */
 void rtk_conv2d_f32(const kiln_conv2d *p, const float *x, const float *packed,
                     const float *shift, const float *residual, float *y, int act, void *ws);
 

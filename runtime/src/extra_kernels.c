@@ -136,11 +136,18 @@ static inline float binary1(int fn, float a, float b) {
 }
 
 /* One row: n outputs, operand strides 0 or 1 (or anything: the general loop). */
-#define ROW_LOOPS(EXPR)                                                                        \
-    if (sa == 1 && sb == 1) for (long i = 0; i < n; i++) { float a = pa[i], b = pb[i]; y[i] = EXPR; } \
-    else if (sa == 1 && sb == 0) { float b = pb[0]; for (long i = 0; i < n; i++) { float a = pa[i]; y[i] = EXPR; } } \
-    else if (sa == 0 && sb == 1) { float a = pa[0]; for (long i = 0; i < n; i++) { float b = pb[i]; y[i] = EXPR; } } \
-    else for (long i = 0; i < n; i++) { float a = pa[i * sa], b = pb[i * sb]; y[i] = EXPR; }
+#define ROW_LOOPS(EXPR)                                                                      \
+    if (sa == 1 && sb == 1) {                                                                \
+        for (long i = 0; i < n; i++) { float a = pa[i], b = pb[i]; y[i] = EXPR; }           \
+    } else if (sa == 1 && sb == 0) {                                                         \
+        float b = pb[0];                                                                     \
+        for (long i = 0; i < n; i++) { float a = pa[i]; y[i] = EXPR; }                      \
+    } else if (sa == 0 && sb == 1) {                                                         \
+        float a = pa[0];                                                                     \
+        for (long i = 0; i < n; i++) { float b = pb[i]; y[i] = EXPR; }                      \
+    } else {                                                                                 \
+        for (long i = 0; i < n; i++) { float a = pa[i * sa], b = pb[i * sb]; y[i] = EXPR; } \
+    }
 
 static void binary_row(int fn, const float *pa, long sa, const float *pb, long sb, float *y,
                        long n) {

@@ -377,7 +377,8 @@ static kiln_status infer_concat(kiln_model *m, rt_node *n, rt_shape *y) {
     if (n->sub == 1) { /* stack: equal shapes, a new axis */
         if ((st = norm_axis(n->a.concat.axis, x->ndim + 1, &ax))) return st;
         for (int i = 1; i < n->n_in; i++)
-            if (!rt_shape_equal(X(i), x)) return shape_err("stack: shapes %s and %s differ", x, X(i));
+            if (!rt_shape_equal(X(i), x))
+                return shape_err("stack: shapes %s and %s differ", x, X(i));
         if (x->ndim + 1 > RT_MAX_DIMS) return rt_fail(KILN_ERR_UNSUPPORTED, "stack: too many dims");
         y->ndim = x->ndim + 1;
         for (int i = 0, k = 0; i < y->ndim; i++) y->d[i] = i == ax ? n->n_in : x->d[k++];
@@ -465,7 +466,8 @@ static kiln_status infer_node(kiln_model *m, rt_node *n) {
     case OP_BINARY: return broadcast(X(0), X(1), y);
     case OP_ADDN:
         for (int i = 1; i < n->n_in; i++)
-            if (!rt_shape_equal(X(i), x)) return shape_err("add_n: shapes %s and %s differ", x, X(i));
+            if (!rt_shape_equal(X(i), x))
+                return shape_err("add_n: shapes %s and %s differ", x, X(i));
         *y = *x;
         return KILN_OK;
     default: /* identity, unary, scalar, clip */

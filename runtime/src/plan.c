@@ -189,6 +189,17 @@ static void workspaces(kiln_model *m) {
             if (n->packed) { /* conv_packed.c's workspace, in the arena */
                 kiln_conv2d geo;
                 rt_conv_geometry(m, n, &geo);
+                /* an upper bound in double first: hostile padding must not overflow a long */
+                double cgd = (double)(c / g), hp = (double)(geo.h + 2 * geo.ph),
+                       wp = (double)(geo.w + 2 * geo.pw);
+                double fg = (double)(n->a.conv.num_filter / g), kd = cgd * (double)k;
+                double bound = 4.0 * (cgd * hp * wp + (double)geo.kw * geo.dw +
+                                      fg * ((double)geo.oh * wp + 64) + kd * ((double)ohw + 64)) +
+                               8.0 * kd + 256.0;
+                if (bound > (double)m->max_memory) {
+                    m->scratch_bytes = UINT64_MAX / 4; /* reported by check_memory */
+                    break;
+                }
                 n->ws_bytes = (uint64_t)rtk_conv_workspace_bytes(&geo);
             } else if (!depthwise) { /* kiln_conv2d_f32's own scratch and GEMM */
                 s = pointwise ? 0 : (uint64_t)(c / g) * (uint64_t)k * (uint64_t)ohw * 4;

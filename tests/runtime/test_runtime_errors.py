@@ -231,3 +231,18 @@ def test_huge_attributes_are_refused_not_allocated(runtime):
         with pytest.raises(RuntimeError_) as e:
             run_fc(runtime, W, x, doc)
         assert any(w in e.value.message for w in words), e.value.message
+
+
+def test_hostile_padding_is_a_memory_error(runtime):
+    """A 1x1 convolution padded by 60000 on each side of a 2x2 image: 1.4e10 outputs."""
+    doc = {"nodes": [{"op": "null", "name": "data", "inputs": []},
+                     {"op": "null", "name": "w", "inputs": []},
+                     {"op": "Convolution", "name": "c", "inputs": [[0, 0, 0], [1, 0, 0]],
+                      "attrs": {"kernel": "(1, 1)", "pad": "(60000, 60000)", "num_filter": "1",
+                                "no_bias": "True"}}],
+           "heads": [[2, 0, 0]]}
+    params = params_file([record(onp.ones((1, 1, 1, 1), onp.float32))], [b"w"])
+    model = runtime.load_memory(json.dumps(doc).encode(), params)
+    with pytest.raises(RuntimeError_) as e:
+        model(onp.ones((1, 1, 2, 2), onp.float32))
+    assert e.value.status == "LIMIT" and "memory limit" in e.value.message
