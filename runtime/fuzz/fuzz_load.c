@@ -13,7 +13,7 @@
  *     stdin when none), so AFL++ (afl-cc, "@@") or a test can drive it; with --list FILE it
  *     reads file names from FILE, one a line, and prints each before running it;
  *   - `make fuzz` picks libFuzzer when clang is there, else the standalone driver.
- * tools/make_fuzz_input.py (or tests/runtime) writes such inputs from model files.
+ * `python tests/runtime/corpus.py DIR` writes seed inputs from the MXNet test models.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "kiln_runtime.h"

@@ -211,3 +211,30 @@ def cases(js: bytes, params: bytes, shape: tuple, seed: int = 0,
         yield name, fuzz_input(json.dumps(d).encode(), params, shape)
     for bad_shape in ((1,), (2, 3), (1, 1, 1, 1), ()):
         yield f"shape={bad_shape}", fuzz_input(js, params, bad_shape)
+
+
+def write_seeds(out_dir: str) -> int:
+    """Seed inputs for the fuzzer: each MXNet test model as one fuzz input."""
+    import os
+
+    import numpy as onp
+
+    data = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "io", "data", "mxnet")
+    os.makedirs(out_dir, exist_ok=True)
+    names = sorted(f[:-len("-symbol.json")] for f in os.listdir(data) if f.endswith(".json"))
+    for name in names:
+        prefix = os.path.join(data, name)
+        with open(prefix + "-symbol.json", "rb") as f:
+            js = f.read()
+        with open(prefix + "-0000.params", "rb") as f:
+            params = f.read()
+        shape = onp.load(prefix + "_x.npy").shape
+        with open(os.path.join(out_dir, f"seed_{name}"), "wb") as f:
+            f.write(fuzz_input(js, params, shape))
+    return len(names)
+
+
+if __name__ == "__main__":  # python tests/runtime/corpus.py runtime/build/fuzz/corpus
+    import sys
+
+    print(f"wrote {write_seeds(sys.argv[1] if len(sys.argv) > 1 else 'corpus')} seeds")
