@@ -81,7 +81,20 @@
  *       broadcasting (broadcast_*, elemwise_*, _npi_add, ...), scalar forms (_plus_scalar,
  *       _npi_add_scalar, _rminus_scalar, ...), clip, add_n/ElementWiseSum,
  *       comparisons (0/1 as float32)
- * See runtime/src/ops.c for the exact list of names.
+ *   Cast to float32/float64 is the identity, to float16 rounds to half precision, to an integer
+ *       type truncates (values stay float32), to bool gives 0/1.
+ * See runtime/src/ops.c for the exact list of names. Outputs MXNet counts but does not compute
+ * in inference (Dropout's mask, max Pooling's workspace, LayerNorm's mean/std) cannot be read;
+ * BatchNorm's outputs 1 and 2 are its running mean and variance.
+ *
+ * Limits (each an error code and message when exceeded): tensors of at most 8 dimensions, every
+ * dimension >= 1; 2^20 nodes; JSON nesting 64 levels; kernel/stride/dilate/pad <= 65536; the
+ * memory limit (kiln_options.max_memory) over parameters, inputs, intermediate values,
+ * workspaces and packed weights, checked before allocating. Allocations inside the shared
+ * kernels' worker threads (small, fixed-size scratch) are outside the runtime's control.
+ *
+ * Environment: KILN_MAX_MEMORY (default memory limit), KILN_NUM_THREADS (kernel threads),
+ * KILN_RT_PROFILE=1 (each node's time on stderr after every run).
  */
 #ifndef KILN_RUNTIME_H
 #define KILN_RUNTIME_H
