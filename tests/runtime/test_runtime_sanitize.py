@@ -40,3 +40,25 @@ def test_mutated_files_under_sanitizers(tmp_path):
     # the corpus must reach the runner too, not only the parsers
     loaded, ran = (int(w) for w in summary.replace(",", " ").split()[3::2])
     assert len(paths) > 5000 and loaded > 500 and ran > 400, summary
+
+
+def test_npy_reader_under_sanitizers(tmp_path):
+    """kiln-run's .npy reader on truncated and edited headers: an error, never a crash."""
+    build = crt.build("asan", "build/asan")
+    name = "mlp_np"
+    args = [str(build / "kiln-run"), str(DATA / f"{name}-symbol.json"),
+            str(DATA / f"{name}-0000.params")]
+    good = (DATA / f"{name}_x.npy").read_bytes()
+    header_end = good.index(b"\n") + 1
+    variants = [good[:cut] for cut in range(0, header_end + 8)]
+    variants += [good.replace(b"'descr': '<f4'", b"'descr': '>f4'"),
+                 good.replace(b"'descr': '<f4'", b"'descr': '<c8'"),
+                 good.replace(b"False", b"True "),
+                 good.replace(b"(3, 10)", b"(3, 99)"),
+                 good.replace(b"(3, 10)", b"(99999999999999999999, 1)"),
+                 good[:6] + b"\x07" + good[7:], good[:8] + b"\xff\xff" + good[10:]]
+    for i, data in enumerate(variants):
+        path = tmp_path / f"x{i}.npy"
+        path.write_bytes(data)
+        proc = subprocess.run([*args, str(path)], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 1 and "kiln-run:" in proc.stderr, (i, proc.stderr[-2000:])
