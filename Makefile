@@ -31,5 +31,13 @@ lint: $(VENV)/.installed-test
 bench: $(VENV)/.installed-base
 	$(PY) -m bench
 
+# the C runtime (runtime/Makefile): runtime/build/libkiln_runtime.a/.so and kiln-run
+runtime:
+	$(MAKE) -C runtime
+
+# its fuzz target over "load from memory" (libFuzzer with clang, else a standalone driver)
+fuzz:
+	$(MAKE) -C runtime fuzz
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache runtime/build
