@@ -375,6 +375,25 @@ LAYERS = {
     "InstanceNorm": lambda: nn.InstanceNorm(scale=True),
     "GroupNorm": lambda: nn.GroupNorm(num_groups=1),
     "SymbolBlock": None,   # built from files and symbols: tests/io
+    "Conv1D": lambda: nn.Conv1D(4, 3, padding=1),
+    "Conv2D": lambda: nn.Conv2D(4, 3, strides=2, padding=1, activation="relu"),
+    "Conv2D-groups": lambda: nn.Conv2D(6, 3, groups=3, padding=1, use_bias=False),
+    "Conv3D": lambda: nn.Conv3D(2, 2),
+    "Conv1DTranspose": lambda: nn.Conv1DTranspose(3, 3, strides=2),
+    "Conv2DTranspose": lambda: nn.Conv2DTranspose(3, 4, strides=2, padding=1),
+    "Conv3DTranspose": lambda: nn.Conv3DTranspose(2, 2, strides=2),
+    "MaxPool1D": lambda: nn.MaxPool1D(2),
+    "MaxPool2D": lambda: nn.MaxPool2D(3, 2, padding=1, ceil_mode=True),
+    "MaxPool3D": lambda: nn.MaxPool3D(2),
+    "AvgPool1D": lambda: nn.AvgPool1D(2),
+    "AvgPool2D": lambda: nn.AvgPool2D(3, 2, padding=1, count_include_pad=False),
+    "AvgPool3D": lambda: nn.AvgPool3D(2),
+    "GlobalMaxPool1D": lambda: nn.GlobalMaxPool1D(),
+    "GlobalMaxPool2D": lambda: nn.GlobalMaxPool2D(),
+    "GlobalMaxPool3D": lambda: nn.GlobalMaxPool3D(),
+    "GlobalAvgPool1D": lambda: nn.GlobalAvgPool1D(),
+    "GlobalAvgPool2D": lambda: nn.GlobalAvgPool2D(),
+    "GlobalAvgPool3D": lambda: nn.GlobalAvgPool3D(),
     "Sequential": None,    # plain Blocks run eagerly: test_plain_blocks_hybridize_children
     "Lambda": None,
 }
@@ -397,6 +416,9 @@ def test_every_layer_has_a_case():
 def _input_for(name, batch):
     if name in ("Dense-flatten", "Flatten"):
         return F(batch, 2, 3)
+    for dims, shape in ((1, (6, 8)), (2, (6, 6, 5)), (3, (6, 4, 4, 4))):
+        if name.split("-")[0].endswith(f"{dims}D") or f"{dims}DTranspose" in name:
+            return F(batch, *shape)
     if name.startswith(("BatchNorm", "InstanceNorm", "GroupNorm")):
         return F(batch, 3, 2)
     return F(batch, 3)
