@@ -193,14 +193,17 @@ class _Pool(HybridBlock):
                 f"padding={self._padding}, ceil_mode={self._ceil_mode})")
 
 
+class _GlobalPool(_Pool):
+    _global = True
+
+    def __init__(self, layout: str | None = None, prefix=None, params=None):
+        super().__init__(1, None, 0, False, layout, True, prefix, params)
+
+
 def _pool_class(name: str, dims: int, pool_type: str, is_global: bool, doc: str):
-    cls = type(name, (_Pool,), {"_dims": dims, "_type": pool_type, "_global": is_global,
-                                "__doc__": doc, "__module__": __name__})
-    if is_global:
-        def __init__(self, layout=None, prefix=None, params=None):
-            _Pool.__init__(self, 1, None, 0, False, layout, True, prefix, params)
-        cls.__init__ = __init__
-    return cls
+    base = _GlobalPool if is_global else _Pool
+    return type(name, (base,), {"_dims": dims, "_type": pool_type, "__doc__": doc,
+                                "__module__": __name__})
 
 
 MaxPool1D = _pool_class("MaxPool1D", 1, "max", False, "Max pooling over (N, C, W).")
