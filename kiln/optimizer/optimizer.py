@@ -68,6 +68,33 @@ def _np_of(x) -> _np.ndarray:
 _FLUSH_EVERY = 64
 
 
+def _float32_c(*arrays) -> bool:
+    return all(a.dtype == _np.float32 and a.flags.c_contiguous for a in arrays)
+
+
+_NATIVE_KERNELS: list = []
+
+
+def native_optimizer_kernels():
+    """kiln.backend.native.optimizer_kernels when native code is in use here, else None.
+
+    KILN_BACKEND=numpy keeps updates in NumPy; a machine without a C compiler does too.
+    """
+    if not _NATIVE_KERNELS:
+        kernels = None
+        import os
+
+        if os.environ.get("KILN_BACKEND", "auto") in ("auto", "native"):
+            try:
+                from ..backend.native import optimizer_kernels as candidate
+
+                kernels = candidate if candidate.available() else None
+            except ImportError:
+                kernels = None
+        _NATIVE_KERNELS.append(kernels)
+    return _NATIVE_KERNELS[0]
+
+
 def _flush_subnormals(state) -> None:
     if state is None:
         return
@@ -222,6 +249,7 @@ class Optimizer:
         """`update`, through the float32 master copy for float16 weights (multi_precision)."""
         if not isinstance(index, (list, tuple)):
             index, weight, grad, state = [index], [weight], [grad], [state]
+        plain = ([], [], [], [])   # updated together: one native call where available
         for i, w, g, s in zip(index, weight, grad, state, strict=True):
             if self.multi_precision and w.dtype == _np.float16:
                 master, inner = s
@@ -229,10 +257,15 @@ class Optimizer:
                 self.step([i], [master], [g32], [inner])
                 _np.copyto(w._data, master._data, casting="unsafe")
             else:
-                self.step([i], [w], [g], [s])
+                for lst, item in zip(plain, (i, w, g, s)):
+                    lst.append(item)
+        if plain[0]:
+            self.step(*plain)
 
     def step(self, indices, weights, grads, states) -> None:
         """One update of each weight listed (MXNet 2's form of `update`)."""
+        if len(indices) > 1 and self._fused_step(indices, weights, grads, states):
+            return
         for index, weight, grad, state in zip(indices, weights, grads, states, strict=True):
             w = _np_of(weight)
             g = _np_of(grad)
@@ -250,6 +283,37 @@ class Optimizer:
     def _step(self, index, weight: _np.ndarray, grad: _np.ndarray, state, lr: float,
               wd: float) -> None:
         raise NotImplementedError(f"{type(self).__name__} must implement _step")
+
+    def _fused_step(self, indices, weights, grads, states) -> bool:
+        """Update every weight in one native call when the optimizer has such a kernel and
+        kiln's native kernels are in use; False to take the per-weight NumPy path."""
+        return False
+
+    def _fused_arrays(self, indices, weights, grads, states, n_states: int):
+        """(weights, grads, [state lists], lrs, wds) as float32 NumPy arrays for a native kernel
+        (counting the updates), or None when any array does not qualify."""
+        kernels = native_optimizer_kernels()
+        if kernels is None:
+            return None
+        ws, gs, st = [], [], [[] for _ in range(n_states)]
+        for w, g, s in zip(weights, grads, states, strict=True):
+            w, g = _np_of(w), _np_of(g)
+            parts = () if s is None else ((s,) if n_states == 1 else tuple(s))
+            if len(parts) != n_states or w.shape != g.shape or not _float32_c(w, g, *[
+                    p._data for p in parts]):
+                return None
+            ws.append(w)
+            gs.append(g)
+            for k, p in enumerate(parts):
+                st[k].append(p._data)
+        for index in indices:
+            self._update_count(index)
+        return kernels, ws, gs, st, self._get_lrs(indices), self._get_wds(indices)
+
+    def _flush_all(self, indices, states) -> None:
+        for index, state in zip(indices, states):
+            if self._index_update_count[index] % _FLUSH_EVERY == 0:
+                _flush_subnormals(state)
 
     # -- helpers for subclasses -------------------------------------------------------------------
     def _buf(self, like: _np.ndarray, slot: int = 0) -> _np.ndarray:

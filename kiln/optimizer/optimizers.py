@@ -52,6 +52,18 @@ class SGD(Optimizer):
         mom -= step
         weight += mom
 
+    def _fused_step(self, indices, weights, grads, states) -> bool:
+        has_mom = self.momentum != 0.0
+        found = self._fused_arrays(indices, weights, grads, states, 1 if has_mom else 0)
+        if found is None:
+            return False
+        kernels, ws, gs, st, lrs, wds = found
+        kernels.sgd_update_multi(ws, gs, st[0] if has_mom else None, lrs, wds,
+                                 momentum=self.momentum, rescale=self.rescale_grad,
+                                 clip=self.clip_gradient)
+        self._flush_all(indices, states)
+        return True
+
 
 @register
 class NAG(Optimizer):
@@ -135,6 +147,22 @@ class Adam(Optimizer):
         d = self._moments(g, state, weight)
         d *= self._corrected(index, lr)
         weight -= d
+
+    def _fused_step(self, indices, weights, grads, states) -> bool:
+        # The native kernel clips before adding weight decay; Adam here clips after (MXNet's
+        # fused Adam), so clipped updates stay on the NumPy path.
+        if self.clip_gradient is not None or type(self) is not Adam:
+            return False
+        found = self._fused_arrays(indices, weights, grads, states, 2)
+        if found is None:
+            return False
+        kernels, ws, gs, (means, variances), lrs, wds = found
+        rates = [self._corrected(i, lr) for i, lr in zip(indices, lrs)]
+        kernels.adam_update_multi(ws, gs, means, variances, rates, wds, beta1=self.beta1,
+                                  beta2=self.beta2, epsilon=self.epsilon,
+                                  rescale=self.rescale_grad)
+        self._flush_all(indices, states)
+        return True
 
 
 @register
