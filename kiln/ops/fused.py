@@ -44,8 +44,9 @@ class FusedDense(Op):
         return REGISTRY[act_type].impl(y)
 
     def infer(x, w, b=None, *, num_hidden, no_bias, flatten, act_type):
-        return FullyConnected.infer(x, w, b, num_hidden=num_hidden, no_bias=no_bias,
-                                    flatten=flatten)
+        dense = FullyConnected.infer(x, w, b, num_hidden=num_hidden, no_bias=no_bias,
+                                     flatten=flatten)
+        return REGISTRY[act_type].infer(dense)  # e.g. tanh of an integer product is float
 
 
 class FusedElementwise(Op):

@@ -352,6 +352,19 @@ def test_each_pass_alone_preserves_values_and_verifies(program):
         assert_all_same(run_graph(out, program[0]), expected, f"after {name}")
 
 
+def _native_here() -> bool:
+    try:
+        from kiln.backend.native import native_available
+
+        return native_available()
+    except ImportError:
+        return False
+
+
+BACKEND_MODES = [("numpy", False), ("numpy", True)] + (
+    [("native", False), ("native", True)] if _native_here() else [])
+
+
 @SETTINGS
 @given(programs())
 def test_pipeline_and_backend_agree_with_interpretation(program):
@@ -360,12 +373,12 @@ def test_pipeline_and_backend_agree_with_interpretation(program):
         optimized = run_pipeline(graph, training=training, verify_ir=True)
         interpreted = run_graph(optimized, program[0])
         assert_all_same(interpreted, expected, f"pipeline (training={training})")
-        for static_alloc in (False, True):
-            compiled = get_backend("numpy").compile(optimized, {}, {"static_alloc": static_alloc})
+        for backend, static_alloc in BACKEND_MODES:
+            compiled = get_backend(backend).compile(optimized, {}, {"static_alloc": static_alloc})
             for call in range(2):  # static buffers are reused by the second call
                 got = compiled(*[x.asnumpy() for x in program[0]])
                 assert_all_same(list(got), interpreted,
-                                f"numpy backend (static_alloc={static_alloc}), call {call}")
+                                f"{backend} backend (static_alloc={static_alloc}), call {call}")
 
 
 @SETTINGS

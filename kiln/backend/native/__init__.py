@@ -67,8 +67,8 @@ def _warn_fallback(reason: str) -> None:
     if key in _WARNED:
         return
     _WARNED.add(key)
-    warnings.warn(f"kiln native backend unavailable, using the numpy backend instead: {reason}",
-                  NativeBackendWarning, stacklevel=4)
+    warnings.warn(f"kiln's native backend could not compile this graph, so it runs on the "
+                  f"numpy backend instead: {reason}", NativeBackendWarning, stacklevel=4)
 
 
 class NativeBackend:
