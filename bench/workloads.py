@@ -107,7 +107,68 @@ def w2() -> dict:
     return candidates
 
 
-BUILDERS = {"W1": w1, "W2": w2}
+def _models():
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from bench import models
+
+    return models
+
+
+def _copy_params(src, dst) -> None:
+    for p, q in zip(src.collect_params().values(), dst.collect_params().values()):
+        q.set_data(p.data())
+
+
+def _inference_modes(build, x) -> dict:
+    base = build()
+    base.initialize(init.Xavier())
+    base(x)
+
+    def make():
+        net = build()
+        net.initialize(init.Xavier())
+        net(x)
+        _copy_params(base, net)
+        return net
+    return {name: (lambda n: lambda: n(x))(net) for name, net in _hybrid_modes(make, x).items()}
+
+
+def w3t() -> dict:
+    models = _models()
+    X = np.random.normal(size=(256, 1, 28, 28))
+    y = np.array(onp.random.randint(0, 10, size=256), dtype="int64")
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    candidates = {}
+
+    def make():
+        net = models.lenet()
+        net.initialize(init.Xavier())
+        return net
+    for name, net in _hybrid_modes(make, X, train=True).items():
+        net(X)
+        trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.9})
+
+        def step(net=net, trainer=trainer):
+            with autograd.record():
+                loss = loss_fn(net(X), y)
+            loss.backward()
+            trainer.step(256)
+        candidates[name] = step
+    return candidates
+
+
+def w3i() -> dict:
+    return _inference_modes(_models().lenet, np.random.normal(size=(1, 1, 28, 28)))
+
+
+def w4() -> dict:
+    return _inference_modes(_models().resnet18, np.random.normal(size=(1, 3, 224, 224)))
+
+
+BUILDERS = {"W1": w1, "W2": w2, "W3t": w3t, "W3i": w3i, "W4": w4}
 
 
 def compile_latency() -> dict[str, float]:

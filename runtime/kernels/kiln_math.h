@@ -19,6 +19,7 @@ static inline int32_t kiln_f_to_bits(float f) { int32_t i; memcpy(&i, &f, 4); re
 static inline float kiln_expf(float x) {
     float xc = x > 88.72283f ? 88.72283f : x;
     xc = xc < -87.33654f ? -87.33654f : xc;
+    xc = x != x ? 0.0f : xc;   /* NaN: converting it to int below would be undefined */
     float fn = floorf(xc * 1.44269504088896341f + 0.5f);
     float r = xc - fn * 0.693359375f;
     r = r - fn * -2.12194440e-4f;
@@ -30,9 +31,11 @@ static inline float kiln_expf(float x) {
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
     int32_t n = (int32_t)fn;
-    int32_t n1 = n >> 1;
+    int32_t n1 = n / 2;
     int32_t n2 = n - n1;
-    float y = p * kiln_bits_to_f((n1 + 127) << 23) * kiln_bits_to_f((n2 + 127) << 23);
+    /* n is in [-126, 128], so both exponents are positive before the shift */
+    float y = p * kiln_bits_to_f((int32_t)((uint32_t)(n1 + 127) << 23)) *
+              kiln_bits_to_f((int32_t)((uint32_t)(n2 + 127) << 23));
     y = x > 88.72283f ? INFINITY : y;
     y = x < -87.33654f ? 0.0f : y;
     return x != x ? x : y;
