@@ -7,6 +7,7 @@
  * (slots 0 and 1 belong to the GEMM).
  */
 #include "kiln_kernels.h"
+#include "kk_conv.h"
 #include "kk_gemm.h"
 #include "kk_simd.h"
 #include "kiln_math.h"
@@ -19,6 +20,9 @@ int kiln_conv2d_init(kiln_conv2d *p) {
     if (p->groups < 1 || p->c % p->groups || p->f % p->groups) return -1;
     if (p->sh < 1 || p->sw < 1 || p->dh < 1 || p->dw < 1) return -1;
     long eh = p->dh * (p->kh - 1) + 1, ew = p->dw * (p->kw - 1) + 1;
+    /* a kernel wider than the padded input has no output (the division below would round
+     * a negative numerator up to 0 and claim one) */
+    if (p->h + 2 * p->ph < eh || p->w + 2 * p->pw < ew) return -1;
     p->oh = (p->h + 2 * p->ph - eh) / p->sh + 1;
     p->ow = (p->w + 2 * p->pw - ew) / p->sw + 1;
     return (p->oh < 1 || p->ow < 1) ? -1 : 0;
@@ -373,6 +377,11 @@ static void conv_images(void *ctx, long lo, long hi) {
 
 void kiln_conv2d_f32(const kiln_conv2d *p, const float *x, const float *w, const float *scale,
                      const float *bias, const float *residual, float *y, int act) {
+    /* everything but depthwise: without a column matrix (conv_shift.c); the paths below
+     * remain for depthwise and for when its scratch memory cannot be had */
+    if (!(is_depthwise(p) && p->c == p->groups) &&
+        kk_conv2d_shift(p, x, w, scale, bias, residual, y, act) == 0)
+        return;
     conv_job d = {p, x, w, scale, bias, residual, y, act, 0};
     images_job id = {&d, NULL, NULL};
     polyphase q;

@@ -8,6 +8,9 @@
 #define KK_SIMD_H
 
 #include <math.h>
+#if defined(__AVX512F__) || defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 #if defined(__AVX512F__)
 #define KK_VBYTES 64
@@ -26,6 +29,38 @@ typedef int kk_vi __attribute__((vector_size(KK_VBYTES)));
 static inline kk_vf kk_load(const float *p) { return *(const kk_vf_u *)p; }
 static inline void kk_store(float *p, kk_vf v) { *(kk_vf_u *)p = v; }
 static inline kk_vf kk_splat(float x) { return (kk_vf){0} + x; }
+
+/* The first n (0 < n <= KK_VLEN) floats at p as a vector (the other lanes zero), and the first
+ * n lanes of v stored at p; the memory past p + n is not touched (masked instructions with
+ * AVX-512 and AVX, a copy otherwise). */
+#if defined(__AVX512F__)
+static inline kk_vf kk_load_n(const float *p, long n) {
+    return (kk_vf)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1u), p);
+}
+static inline void kk_store_n(float *p, kk_vf v, long n) {
+    _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1u), (__m512)v);
+}
+#elif defined(__AVX__)
+static inline __m256i kk_mask_n(long n) {   /* lanes i < n set (AVX has no integer compare) */
+    __m256 lane = _mm256_setr_ps(0.0f, 1.0f, 2.0f, 3.0f, 4.0f, 5.0f, 6.0f, 7.0f);
+    return _mm256_castps_si256(_mm256_cmp_ps(lane, _mm256_set1_ps((float)n), _CMP_LT_OQ));
+}
+static inline kk_vf kk_load_n(const float *p, long n) {
+    return (kk_vf)_mm256_maskload_ps(p, kk_mask_n(n));
+}
+static inline void kk_store_n(float *p, kk_vf v, long n) {
+    _mm256_maskstore_ps(p, kk_mask_n(n), (__m256)v);
+}
+#else
+static inline kk_vf kk_load_n(const float *p, long n) {
+    kk_vf v = kk_splat(0.0f);
+    for (long i = 0; i < n; i++) v[i] = p[i];
+    return v;
+}
+static inline void kk_store_n(float *p, kk_vf v, long n) {
+    for (long i = 0; i < n; i++) p[i] = v[i];
+}
+#endif
 
 static inline float kk_hsum(kk_vf v) {
     float s = 0.0f;

@@ -14,6 +14,7 @@
  */
 #define _GNU_SOURCE
 #include "kiln_kernels.h"
+#include "kk_threads.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -174,6 +175,11 @@ static int start_workers(int want) {
 }
 
 void kiln_parallel_for(kiln_range_fn fn, void *ctx, long n, long grain) {
+    kk_parallel_for_chunks(fn, ctx, n, grain, KK_CHUNKS_PER_THREAD);
+}
+
+void kk_parallel_for_chunks(kiln_range_fn fn, void *ctx, long n, long grain,
+                            int chunks_per_thread) {
     if (n <= 0) return;
     if (grain < 1) grain = 1;
     int parts = kiln_get_num_threads();
@@ -189,7 +195,7 @@ void kiln_parallel_for(kiln_range_fn fn, void *ctx, long n, long grain) {
         fn(ctx, 0, n);
         return;
     }
-    long chunks = (long)parts * KK_CHUNKS_PER_THREAD;
+    long chunks = (long)parts * (chunks_per_thread > 0 ? chunks_per_thread : 1);
     if (chunks > n / grain) chunks = n / grain;
     if (chunks < parts) chunks = parts;
     uint32_t gen = (uint32_t)(LOAD(&g_ticket) >> 32) + 1;

@@ -45,7 +45,7 @@ SCRIPT = textwrap.dedent("""
     info = list(net._cache.entries.values())[0].compiled.info
     print(json.dumps({"seconds": elapsed, "cache": info.get("cache"),
                       "backend": info.get("backend"), "library": info.get("library"),
-                      "out": y._data.tolist()}))
+                      "generated": info.get("generated"), "out": y._data.tolist()}))
 """)
 
 
@@ -78,6 +78,95 @@ def test_second_process_loads_from_disk_quickly():
     # (typically 20-40 ms; the bound leaves room for a busy machine)
     assert second["seconds"] < 1.0, second
     assert second["seconds"] < first["seconds"], (first, second)
+
+
+@pytest.mark.usefixtures("require_native")
+def test_second_process_skips_code_generation():
+    """A graph compiled by an earlier process is found by its signature: no C is generated
+    (known.py), and the results are the same."""
+    hidden = unique_hidden()
+    first = run_script(hidden)
+    second = run_script(hidden)
+    assert first["generated"] is True and second["generated"] is False
+    assert second["library"] == first["library"] and second["out"] == first["out"]
+
+
+CONST_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as onp
+    from kiln import np, npx
+    from kiln.gluon import HybridBlock, nn
+    units, scale = int(sys.argv[1]), float(sys.argv[2])
+    class Block(HybridBlock):
+        def __init__(self):
+            super().__init__()
+            self.dense = nn.Dense(units, in_units=3)
+        def forward(self, x):
+            c = np.array(onp.arange(units, dtype="float32") * scale)   # an array constant
+            return npx.relu(self.dense(x) * c + 2.0) + np.ones((2, units)) * scale
+    block = Block()
+    block.initialize()
+    for p in block.collect_params().values():
+        p.data()._data[...] = onp.random.default_rng(7).standard_normal(p.shape) * scale
+    x = np.array(onp.linspace(-1, 1, 6, dtype="float32").reshape(2, 3))
+    ref = block(x)._data
+    block.hybridize(backend="native")
+    y = block(x)._data
+    info = list(block._cache.entries.values())[0].compiled.info
+    error = float(abs(y - ref).max() / max(1.0, abs(ref).max()))
+    print(json.dumps({"generated": info.get("generated"), "error": error}))
+""")
+
+
+@pytest.mark.usefixtures("require_native")
+def test_known_graph_rebuilds_constants_and_parameters():
+    """A process that reuses another's compile reads its own parameter and array-constant
+    values (they are not part of the signature), and a scalar constant of another value is
+    another graph."""
+    units = unique_hidden()
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+    def run(scale):
+        proc = subprocess.run([sys.executable, "-c", CONST_SCRIPT, str(units), str(scale)],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    first, again = run(1.0), run(1.0)
+    assert first["generated"] and not again["generated"]
+    other = run(3.0)        # other parameters and constants, same graph: reused
+    assert not other["generated"]
+    for r in (first, again, other):
+        assert r["error"] < 1e-5, r
+
+
+def test_signature_tells_graphs_apart():
+    from kiln.backend.native import known
+    from kiln.graph.ir import CONST, Graph, Node, Value, var_node
+    from kiln.ops.registry import Aval
+
+    def graph(op="relu", shape=(2, 3), scalar=2.0, share=False):
+        x = var_node("x", Aval(shape, onp.float32))
+        w = var_node("w", Aval(shape, onp.float32))
+        v = var_node("v", Aval(shape, onp.float32))
+        c = Node(CONST, (), {}, (Aval((), onp.float32),), value=onp.float32(scalar))
+        a = Node("add", (Value(x), Value(w)), {}, (Aval(shape, onp.float32),))
+        b = Node("multiply", (Value(a), Value(v)), {}, (Aval(shape, onp.float32),))
+        m = Node("multiply", (Value(b), Value(c)), {}, (Aval(shape, onp.float32),))
+        r = Node(op, (Value(m),), {}, (Aval(shape, onp.float32),))
+        g = Graph([x, w, v], [Value(r)])
+        wa = onp.ones(shape, onp.float32)
+        va = wa if share else onp.ones(shape, onp.float32)
+        return g, {id(w): wa, id(v): va}
+
+    def sig(**kw):
+        return known.signature(*graph(**kw), "runtime")
+
+    base = sig()
+    assert base == sig()                                   # deterministic
+    assert len({base, sig(op="sigmoid"), sig(shape=(3, 2)), sig(scalar=3.0),
+                sig(share=True)}) == 5
+    assert known.signature(*graph(), "another runtime") != base
 
 
 @pytest.mark.usefixtures("require_native")
@@ -210,6 +299,9 @@ def test_auto_picks_native_with_a_compiler(monkeypatch):
 @pytest.mark.usefixtures("require_native")
 def test_generated_source_is_readable_and_dumped(monkeypatch, tmp_path):
     monkeypatch.setenv("KILN_DUMP_DIR", str(tmp_path))
+    # a cache of its own: the library key ignores source lines, so a shared cache may hold
+    # this graph compiled from an earlier version of this file, with other line numbers
+    monkeypatch.setenv("KILN_CACHE_DIR", str(tmp_path / "cache"))
     net = small_net()
     net.hybridize(backend="native")
     net(np.array(onp.ones((2, 4), "float32")))

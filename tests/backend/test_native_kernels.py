@@ -32,6 +32,7 @@ def lib():
     k.kiln_batch_norm_f32.argtypes = [P, P, P, P, P, P, P, P, L, L, L, F, ctypes.c_int,
                                       ctypes.c_int]
     k.kiln_conv2d_init.argtypes = [P]
+    k.kiln_set_num_threads.argtypes = [ctypes.c_int]
     k.kiln_conv2d_f32.argtypes = [P, P, P, P, P, P, P, ctypes.c_int]
     k.kiln_conv2d_backward_data_f32.argtypes = [P, P, P, P]
     k.kiln_conv2d_backward_weight_f32.argtypes = [P, P, P, P]
@@ -193,6 +194,85 @@ def test_conv2d_and_gradients(lib, geom):
     x64 = x.astype(np.float64)
     eps_check = conv_ref(x64, dw.astype(np.float64) * 0 + 1.0, (s, s), (pd, pd), (d, d), g)
     assert eps_check.shape == ref.shape
+
+
+# The forward convolution (conv_shift.c: phases of the padded input, MR x 2-vector tiles, the
+# epilogue on each tile): geometries that exercise every edge of it. Each is
+# (n, c, h, w, f, kh, kw, sh, sw, ph, pw, dh, dw, groups).
+SHIFT_CONVS = [
+    (1, 64, 56, 56, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1),      # ResNet's 56x56 layer: 6 panels
+    (1, 32, 14, 14, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1),      # 40 filters: 12 + 12 + 12 + 4
+    (1, 24, 7, 7, 50, 3, 3, 1, 1, 1, 1, 1, 1, 1),        # a 7x7 map: one pair of tiles
+    (1, 16, 28, 28, 36, 3, 3, 2, 2, 1, 1, 1, 1, 1),      # stride 2: four phases
+    (1, 16, 29, 27, 20, 3, 3, 2, 2, 1, 1, 1, 1, 1),      # odd sizes with stride 2
+    (1, 3, 40, 38, 16, 7, 7, 2, 2, 3, 3, 1, 1, 1),       # the stem
+    (1, 32, 28, 28, 48, 1, 1, 2, 2, 0, 0, 1, 1, 1),      # 1x1 stride 2: phase (0, 0) only
+    (1, 8, 20, 20, 13, 1, 1, 1, 1, 0, 0, 1, 1, 1),       # pointwise
+    (1, 5, 17, 19, 9, 3, 5, 3, 2, 2, 1, 1, 1, 1),        # stride 3 x 2, 3x5 kernel
+    (1, 6, 15, 15, 7, 3, 3, 1, 1, 3, 3, 2, 2, 1),        # dilation 2, padding 3
+    (1, 6, 16, 13, 10, 3, 3, 2, 2, 2, 2, 2, 3, 1),       # dilation with stride 2
+    (1, 8, 12, 12, 16, 3, 3, 1, 1, 1, 1, 1, 1, 4),       # groups
+    (1, 6, 9, 9, 12, 3, 3, 2, 2, 1, 1, 1, 1, 3),         # groups with stride 2
+    (3, 7, 11, 10, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1),       # a batch: one image per thread
+    (2, 4, 9, 30, 5, 2, 4, 2, 3, 0, 2, 1, 1, 1),         # even kernel, asymmetric everything
+    (1, 1, 1, 40, 3, 1, 5, 1, 1, 0, 2, 1, 1, 1),         # a 1-D convolution (height 1)
+    (1, 2, 5, 5, 3, 5, 5, 1, 1, 0, 0, 1, 1, 1),          # one output position
+    (1, 2, 3, 3, 70, 3, 3, 4, 4, 5, 5, 1, 1, 1),         # padding wider than the kernel
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("geom", SHIFT_CONVS)
+def test_conv2d_forward_geometries(lib, geom, threads):
+    n, c, h, w, f, kh, kw, sh, sw, ph, pw, dh, dw, g = geom
+    p = Conv2d(n, c, h, w, f, kh, kw, sh, sw, ph, pw, dh, dw, g, 0, 0)
+    assert lib.kiln_conv2d_init(ctypes.byref(p)) == 0
+    x, wt = rand(n, c, h, w), rand(f, c // g, kh, kw, seed=1)
+    ref = conv_ref(x.astype(np.float64), wt.astype(np.float64), (sh, sw), (ph, pw), (dh, dw), g)
+    assert (p.oh, p.ow) == ref.shape[2:]
+    scale, bias, res = rand(f, seed=3), rand(f, seed=2), rand(*ref.shape, seed=5)
+    lib.kiln_set_num_threads(threads)
+    try:
+        for act, fn in ((0, lambda v: v), (1, lambda v: np.maximum(v, 0)),
+                        (2, lambda v: 1 / (1 + np.exp(-v)))):
+            y = np.full(ref.shape, np.nan, np.float32)
+            lib.kiln_conv2d_f32(ctypes.byref(p), ptr(x), ptr(wt), None, None, None, ptr(y),
+                                act)
+            np.testing.assert_allclose(y, fn(ref), rtol=1e-4, atol=1e-4)
+        # scale, bias and a residual in the epilogue; then the residual updated in place
+        y = np.empty(ref.shape, np.float32)
+        lib.kiln_conv2d_f32(ctypes.byref(p), ptr(x), ptr(wt), ptr(scale), ptr(bias), ptr(res),
+                            ptr(y), 1)
+        expect = np.maximum(ref * scale[:, None, None] + bias[:, None, None] + res, 0)
+        np.testing.assert_allclose(y, expect, rtol=1e-4, atol=1e-4)
+        inplace = res.copy()
+        lib.kiln_conv2d_f32(ctypes.byref(p), ptr(x), ptr(wt), ptr(scale), ptr(bias),
+                            ptr(inplace), ptr(inplace), 1)
+        np.testing.assert_allclose(inplace, expect, rtol=1e-4, atol=1e-4)
+    finally:
+        lib.kiln_set_num_threads(0)
+
+
+def test_conv2d_propagates_nan_and_inf(lib):
+    """A NaN or an inf in the input reaches exactly the outputs whose windows hold it (the
+    dropped columns and the tiles' padding must not leak into real outputs); relu keeps NaN."""
+    p = Conv2d(1, 3, 10, 10, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0)
+    assert lib.kiln_conv2d_init(ctypes.byref(p)) == 0
+    x, wt = rand(1, 3, 10, 10), rand(5, 3, 3, 3, seed=1)
+    x[0, 1, 0, 9] = np.nan
+    x[0, 2, 9, 0] = np.inf
+    nan_at = np.zeros((10, 10), bool)
+    nan_at[0:2, 8:10] = True
+    inf_at = np.zeros((10, 10), bool)
+    inf_at[8:10, 0:2] = True
+    for act in (0, 1):
+        y = np.empty((1, 5, 10, 10), np.float32)
+        lib.kiln_conv2d_f32(ctypes.byref(p), ptr(x), ptr(wt), None, None, None, ptr(y), act)
+        for f in range(5):
+            assert np.array_equal(np.isnan(y[0, f]), nan_at)
+            if act == 0:
+                assert np.array_equal(np.isinf(y[0, f]), inf_at)
+            assert np.isfinite(y[0, f][~(nan_at | inf_at)]).all()
 
 
 class Pool2d(ctypes.Structure):

@@ -38,7 +38,8 @@ import numpy as _np
 
 from .. import Compiled, register_backend
 from ...graph.ir import Graph
-from .cache import digest, lookup_or_build
+from . import known
+from .cache import digest, lookup_or_build, lookup_verified
 from .codegen import LoweringError, NativeProgram, generate
 from .toolchain import CompileError, compiler_available, compiler_missing_reason
 
@@ -102,6 +103,14 @@ def compile_native(graph: Graph, bound: dict, options: dict) -> Compiled:
     label = str(options.get("label") or "graph")
     profile = options.get("profile") or os.environ.get("KILN_PROFILE", "")
     profile = False if profile in ("", "0") else profile
+    # A graph compiled before (by any process) skips code generation: known.py
+    shortcut = None
+    if not profile and not os.environ.get("KILN_DUMP_DIR"):
+        shortcut = known.signature(graph, bound, rt.key)
+        if shortcut is not None:
+            compiled = _load_known(shortcut, graph, bound, rt, started)
+            if compiled is not None:
+                return compiled
     program = generate(graph, bound, label, profile)
     # The key ignores the user's source lines in comments (the binary does not depend on them),
     # so the same graph traced from another line of code still hits the cache.
@@ -142,11 +151,57 @@ def compile_native(graph: Graph, bound: dict, options: dict) -> Compiled:
         "in_place": program.inplace,
         "blas": rt.blas,
         "threads": rt.binding.get_num_threads(),
+        "generated": True,
     }
     if program.profile_labels:
         info["profile_labels"] = program.profile_labels
         _PROFILED[id(runner)] = (runner, info)
+    if shortcut is not None:
+        known.remember(shortcut, key, program)
     return Compiled(runner, "native", program.source, program.free_inputs, info)
+
+
+def _load_known(shortcut: str, graph: Graph, bound: dict, rt, started: float):
+    """The Compiled of a graph whose library and runtime description are on disk (see
+    known.py), or None (not recorded, or its library is missing or damaged: the caller
+    generates the C and rebuilds as for a new graph)."""
+    from .runtime import load_library
+
+    record = known.recall(shortcut)
+    if record is None:
+        return None
+    entry = lookup_verified("graphs", record["library_key"])
+    params = known.params_of(record, graph, bound) if entry is not None else None
+    if params is None:
+        return None
+    try:
+        lib = load_library(entry.library)
+        source = entry.source.read_text()
+    except (CompileError, OSError):
+        return None
+    address = ctypes.cast(lib.kiln_graph_run, ctypes.c_void_p).value
+    arena = _aligned_bytes(record["arena_bytes"])
+    input_specs = [(num, tuple(shape)) for num, shape in record["input_specs"]]
+    output_specs = [(num, tuple(shape)) for num, shape in record["output_specs"]]
+    runner = rt.binding.Runner(address, input_specs, output_specs, tuple(params), arena, None)
+    info = {
+        "backend": "native",
+        "binding": "CPython extension type with vectorcall (_kiln_native.Runner)",
+        "cache": "hit",
+        "key": record["library_key"],
+        "library": str(entry.library),
+        "compile_seconds": 0.0,
+        "seconds": time.perf_counter() - started,
+        "arena_bytes": record["arena_bytes"],
+        "lowered": dict(record.get("lowered", {})),
+        "python_nodes": dict(record.get("fallback", {})),
+        "in_place": record.get("inplace", 0),
+        "blas": rt.blas,
+        "threads": rt.binding.get_num_threads(),
+        "generated": False,           # the C was not generated again (known.py)
+    }
+    free_inputs = [n for n in graph.inputs if id(n) not in bound]
+    return Compiled(runner, "native", source, free_inputs, info)
 
 
 _PROFILED: dict[int, tuple] = {}    # id(runner) -> (runner, info) of profiled graphs

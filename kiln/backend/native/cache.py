@@ -29,7 +29,7 @@ import uuid
 from pathlib import Path
 from collections.abc import Callable
 
-__all__ = ["cache_root", "CacheEntry", "lookup_or_build", "digest"]
+__all__ = ["cache_root", "CacheEntry", "lookup_or_build", "lookup_verified", "digest"]
 
 LAYOUT_VERSION = "native-1"
 LIB_NAME = "lib.so"
@@ -96,6 +96,13 @@ def _discard(directory: Path) -> None:
     except OSError:
         return
     shutil.rmtree(trash, ignore_errors=True)
+
+
+def lookup_verified(kind: str, key: str) -> CacheEntry | None:
+    """The entry for `key` if it is in the cache and sound, else None (nothing is built; a
+    damaged entry is left for lookup_or_build to replace)."""
+    directory = cache_root() / LAYOUT_VERSION / kind / key
+    return CacheEntry(directory, hit=True) if _verify(directory) else None
 
 
 def lookup_or_build(kind: str, key: str, build: Callable[[Path], None],

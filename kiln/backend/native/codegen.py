@@ -146,6 +146,10 @@ class NativeProgram:
     fallback: dict[str, int] = field(default_factory=dict)    # op -> nodes run in Python
     inplace: int = 0
     profile_labels: list[str] = field(default_factory=list)   # timed nodes (profile=True)
+    # where each param array comes from, to rebuild `params` without generating the C again
+    # (known.py): ("input", position in graph.inputs), ("const", position in graph.nodes) or
+    # ("fill", value, shape, dtype); None when unknown
+    param_origins: list = field(default_factory=list)
 
 
 class LoweringError(Exception):
@@ -173,6 +177,7 @@ class Generator:
         self.functions: list[str] = []
         self.body: list[str] = []
         self.params: list = []
+        self.param_origins: list = []
         self._param_ids: dict[int, int] = {}
         self.callbacks: list[CallbackSpec] = []
         self.pos = 0
@@ -265,12 +270,13 @@ class Generator:
         s.first = min(s.first, self.pos)
         s.last = max(s.last, self.pos)
 
-    def param_storage(self, array) -> Storage:
+    def param_storage(self, array, origin=None) -> Storage:
         key = id(array)
         if key in self._param_ids:
             return self.storages[self._param_ids[key]]
         s = self.new_storage("param", array.nbytes, len(self.params))
         self.params.append(array)
+        self.param_origins.append(origin)
         self._param_ids[key] = s.sid
         return s
 
@@ -341,7 +347,8 @@ class Generator:
         """`view` itself when contiguous, else a contiguous copy (emitted here)."""
         if view.is_literal:
             arr = _np.full(view.shape, view.literal, view.dtype)
-            s = self.param_storage(arr)
+            s = self.param_storage(arr, ("fill", _np.asarray(view.literal, view.dtype).item(),
+                                         list(view.shape), arr.dtype.str))
             return View(s, 0, view.shape, contiguous_strides(view.shape), view.dtype)
         if view.contiguous():
             return view
@@ -399,12 +406,12 @@ def generate(graph: Graph, bound: dict, label: str = "graph",
 
     gen = Generator(graph, bound)
     free_inputs: list[Node] = []
-    for n in graph.inputs:
+    for k, n in enumerate(graph.inputs):
         v = Value(n, 0)
         aval = n.avals[0]
         if id(n) in bound:
             arr = bound[id(n)]
-            s = gen.param_storage(arr)
+            s = gen.param_storage(arr, ("input", k))
             gen.views[v] = View(s, 0, tuple(arr.shape), contiguous_strides(tuple(arr.shape)),
                                 _np.dtype(arr.dtype))
         else:
@@ -426,7 +433,7 @@ def generate(graph: Graph, bound: dict, label: str = "graph",
                 gen.views[Value(n, 0)] = View(None, 0, (), (), value.dtype, value.item())
             else:
                 arr = _np.ascontiguousarray(value)
-                s = gen.param_storage(arr)
+                s = gen.param_storage(arr, ("const", pos))
                 gen.views[Value(n, 0)] = View(s, 0, tuple(arr.shape),
                                               contiguous_strides(tuple(arr.shape)), arr.dtype)
             continue
@@ -479,7 +486,7 @@ def generate(graph: Graph, bound: dict, label: str = "graph",
     source = _assemble(gen, graph, label, arena_bytes)
     return NativeProgram(source, free_inputs, input_specs, output_specs, gen.params,
                          arena_bytes, gen.callbacks, gen.lowered, gen.fallback,
-                         gen.inplace_count, gen.profile_labels)
+                         gen.inplace_count, gen.profile_labels, gen.param_origins)
 
 
 def _lower_callback(gen: Generator, n: Node) -> None:
