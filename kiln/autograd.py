@@ -27,6 +27,7 @@ from .base import KilnError
 __all__ = [
     "record", "pause", "train_mode", "predict_mode", "is_recording", "is_training",
     "backward", "grad", "mark_variables", "set_recording", "set_training", "Function",
+    "needs_cotangent",
 ]
 
 
@@ -137,6 +138,20 @@ def mark_variables(variables, gradients, grad_reqs="write") -> None:
     for var, g, req in zip(variables, gradients, grad_reqs, strict=False):
         var.attach_grad(req)
         var._grad = g
+
+
+def needs_cotangent(x) -> bool:
+    """Whether a gradient rule has to compute the cotangent of its input `x`.
+
+    An array that is neither a variable (`attach_grad()`) nor computed from one gets nothing
+    from its cotangent (backward drops it), so a rule may return None for it instead of
+    computing it: a dense layer's gradient then skips the product for its data input, the
+    costliest product of a first layer's backward. Symbols (graph differentiation) always say
+    yes: there, unused gradients are pruned from the backward graph by dead-code elimination.
+    """
+    if getattr(x, "_kiln_symbolic", False):
+        return True
+    return x._node is not None or x._grad_req is not None
 
 
 def _key(x) -> object:

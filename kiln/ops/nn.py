@@ -13,6 +13,7 @@ from .. import autograd as _autograd
 from ..base import KilnError, ShapeError
 from ..ndarray import apply, assign, is_array
 from .registry import Aval, Op
+from . import _gemm
 from . import elementwise as _ew
 from . import linalg as _linalg
 from . import reduce as _reduce
@@ -45,7 +46,7 @@ class FullyConnected(Op):
     def impl(x, w, b=None, *, num_hidden, no_bias, flatten):
         if flatten and x.ndim != 2:
             x = x.reshape(x.shape[0], -1)
-        y = _np.matmul(x, w.T)
+        y = _gemm.matmul(x, w.T)
         if b is not None:
             y += b
         return y
@@ -71,13 +72,17 @@ class FullyConnected(Op):
         else:
             x2 = _shape.reshape(x, (-1, x_shape[-1]))
             g2 = _shape.reshape(g, (-1, num_hidden))
-        gx = _linalg.matmul(g2, w)
-        if tuple(gx.shape) != x_shape:
-            gx = _shape.reshape(gx, x_shape)
-        gw = _linalg.matmul(_shape.transpose(g2), x2)
+        gx = gw = None
+        if _autograd.needs_cotangent(x):    # not for a first layer's data: its largest product
+            gx = _linalg.matmul(g2, w)
+            if tuple(gx.shape) != x_shape:
+                gx = _shape.reshape(gx, x_shape)
+        if _autograd.needs_cotangent(w):
+            gw = _linalg.matmul(_shape.transpose(g2), x2)
         grads = [gx, gw]
         if len(inputs) > 2 and inputs[2] is not None:
-            grads.append(_reduce.sum(g2, axis=0))
+            grads.append(_reduce.sum(g2, axis=0) if _autograd.needs_cotangent(inputs[2])
+                         else None)
         return tuple(grads)
 
 
