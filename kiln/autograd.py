@@ -301,6 +301,8 @@ def grad(heads, variables, head_grads=None, retain_graph: bool | None = None,
     result = []
     for v in variables:
         g = cts.get(_key(v))
+        if g is not None:
+            g._handover = False   # the caller holds it now: never a gradient buffer later
         result.append(g if g is not None else wrap(_np.zeros(v.shape, v.dtype)))
     return result[0] if single else result
 

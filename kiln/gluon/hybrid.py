@@ -311,9 +311,19 @@ class HybridCache:
                 for pos, g in zip(wrt, grads):
                     grads_out[pos] = g
                 return grads_out
-            grads = backward(*saved_inputs, *residuals, *[cts[i]._data for i in ct_positions])
+            ct_arrays = [cts[i]._data for i in ct_positions]
+            grads = backward(*saved_inputs, *residuals, *ct_arrays)
+            # Fresh buffers (not an input, residual or parameter handed back, nor one returned
+            # twice) may become the variables' gradients without a copy (_accumulate_grad).
+            taken = {id(a) for a in saved_inputs}
+            taken.update(id(a) for a in residuals)
+            taken.update(id(a) for a in ct_arrays)
+            taken.update(id(p._data._data) for p in entry.params)
             for pos, g in zip(wrt, grads):
-                grads_out[pos] = wrap(g)
+                w = grads_out[pos] = wrap(g)
+                if g.base is None and id(g) not in taken:
+                    w._handover = True
+                    taken.add(id(g))
             return grads_out
 
         # The outputs are handed over so that autograd can make zero cotangents for those the

@@ -570,14 +570,22 @@ def pick(data, index, axis: int = -1, mode: str = "clip", keepdims: bool = False
 # softmax cross-entropy against class indices, fused
 # ----------------------------------------------------------------------------------------------
 
-def _ce_prepare(data, label, axis):
-    """(float data, axis, label indices clipped into range, with the axis as a length-1 dim)."""
+def _ce_rows(data, label, axis):
+    """(rows, labels, positions shape, moved): the data as float (rows, classes) with the class
+    axis last (a view when it already is), one label per row clipped into range (pick's 'clip'
+    mode), the shape of the positions, and whether the axis had to be moved. Fancy indexing on
+    rows costs a few microseconds where take_along_axis costs tens."""
     x = _as_float(data)
     ax = axis % x.ndim
-    idx = _pick_index(label, x.shape[ax], "clip")
-    if idx.ndim < x.ndim:
-        idx = _np.expand_dims(idx, ax)
-    return x, ax, idx
+    positions = x.shape[:ax] + x.shape[ax + 1:]
+    moved = ax != x.ndim - 1
+    if moved:
+        x = _np.moveaxis(x, ax, -1)
+    classes = x.shape[-1]
+    rows = x.reshape(-1, classes)
+    idx = _np.asarray(label).reshape(-1).astype(_np.int64, copy=False)
+    idx = _np.minimum(_np.maximum(idx, 0), classes - 1)
+    return rows, idx, positions, moved
 
 
 def _ce_infer_index(data, label, axis, op):
@@ -606,10 +614,10 @@ class SoftmaxCrossEntropy(Op):
     inputs = ("data", "label")
 
     def impl(data, label, *, axis):
-        x, ax, idx = _ce_prepare(data, label, axis)
-        z = x - _np.max(x, axis=ax, keepdims=True)
-        lse = _np.log(_np.sum(_np.exp(z), axis=ax, keepdims=True))
-        return _np.squeeze(lse - _np.take_along_axis(z, idx, axis=ax), ax)
+        rows, idx, positions, _ = _ce_rows(data, label, axis)
+        z = rows - _np.max(rows, axis=1, keepdims=True)
+        lse = _np.log(_np.sum(_np.exp(z), axis=1))
+        return (lse - z[_np.arange(len(z)), idx]).reshape(positions)
 
     def infer(data, label, *, axis):
         shape, dtype = _ce_infer_index(data, label, axis, "softmax_cross_entropy")
@@ -633,13 +641,16 @@ class SoftmaxCrossEntropyBackward(Op):
     inputs = ("data", "label", "ct")
 
     def impl(data, label, ct, *, axis):
-        x, ax, idx = _ce_prepare(data, label, axis)
-        p = x - _np.max(x, axis=ax, keepdims=True)
+        rows, idx, positions, moved = _ce_rows(data, label, axis)
+        p = rows - _np.max(rows, axis=1, keepdims=True)
         _np.exp(p, out=p)
-        p /= _np.sum(p, axis=ax, keepdims=True)
-        _np.put_along_axis(p, idx, _np.take_along_axis(p, idx, axis=ax) - 1, axis=ax)
-        p *= _np.expand_dims(ct, ax)
-        return p
+        p /= _np.sum(p, axis=1, keepdims=True)
+        p[_np.arange(len(p)), idx] -= 1
+        p *= _np.reshape(ct, (-1, 1))
+        if not moved:
+            return p.reshape(data.shape)
+        ax = axis % data.ndim
+        return _np.ascontiguousarray(_np.moveaxis(p.reshape(positions + p.shape[-1:]), -1, ax))
 
     def infer(data, label, ct, *, axis):
         _, dtype = _ce_infer_index(data, label, axis, "softmax_cross_entropy_backward")
