@@ -149,6 +149,10 @@ def main(argv=None) -> int:
     parser.add_argument("--modes", default="eager,numpy,native,handnp")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--calls", type=int, default=30)
+    parser.add_argument("--gap", type=float, default=0.3,
+                        help="seconds of rest before each round: thread pools that spin after "
+                        "their work (OpenBLAS's for ~0.1 s, OpenMP's) would otherwise slow "
+                        "down whichever candidate runs next")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--torch-threads", default="0", help="comma list; 0 = PyTorch's default")
     parser.add_argument("--torch-python", default=os.path.join(
@@ -170,11 +174,13 @@ def main(argv=None) -> int:
         samples = {name: [] for name in list(cands) + list(peers)}
         for _ in range(args.rounds):
             for name, fn in cands.items():
+                time.sleep(args.gap)
                 t = time.perf_counter()
                 for _ in range(args.calls):
                     fn()
                 samples[name].append((time.perf_counter() - t) / args.calls)
             for name, peer in peers.items():
+                time.sleep(args.gap)
                 samples[name].append(peer.round(args.calls))
         for peer in peers.values():
             peer.close()

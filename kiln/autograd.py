@@ -42,6 +42,11 @@ class _State:
 #: read on every operator call, hence one small object rather than a context variable
 STATE = _State()
 
+# kiln.ndarray's class and `wrap`, set by that module once they exist (it imports this one
+# first): backward() runs often enough that an import statement per call shows.
+_ndarray = None
+_wrap = None
+
 
 class TapeNode:
     """One recorded operator application: enough to apply its gradient rule later."""
@@ -63,12 +68,10 @@ class TapeNode:
 
     def outputs(self):
         """The outputs as arrays; an output nobody holds any more comes back as a constant."""
-        from .ndarray import wrap
-
         outs = []
         for ref, data in zip(self.out_refs, self.out_data, strict=False):
             o = ref()
-            outs.append(o if o is not None else wrap(data))
+            outs.append(o if o is not None else _wrap(data))
         return outs
 
 
@@ -191,8 +194,7 @@ def _run_backward(heads, head_grads, create_graph: bool, retain_graph: bool, kee
 
     Returns ({key: cotangent}, {key: leaf}) for the leaves reached and for the keys in `keep`.
     """
-    from .ndarray import ndarray, wrap
-
+    ndarray, wrap = _ndarray, _wrap
     cts: dict[object, ndarray] = {}
     leaves: dict[object, ndarray] = {}
     for h, hg in zip(heads, head_grads, strict=False):
@@ -216,24 +218,36 @@ def _run_backward(heads, head_grads, create_graph: bool, retain_graph: bool, kee
     try:
         for node in reversed(nodes):
             nid = id(node)
-            out_cts = [cts.get((nid, i)) if (nid, i) in keep else cts.pop((nid, i), None)
-                       for i in range(node.n_out)]
-            if all(c is None for c in out_cts):
-                continue
+            if node.n_out == 1 and not keep:    # the common case, without the general loops
+                c = cts.pop((nid, 0), None)
+                if c is None:
+                    continue
+                out_cts = [c]
+            else:
+                out_cts = [cts.get((nid, i)) if (nid, i) in keep else cts.pop((nid, i), None)
+                           for i in range(node.n_out)]
+                if all(c is None for c in out_cts):
+                    continue
             outputs = node.outputs() if node.out_refs is not None else None
-            if any(c is None for c in out_cts):
+            if len(out_cts) > 1 and any(c is None for c in out_cts):
                 out_cts = _fill_zeros(out_cts, node, outputs)
             in_cts = node.vjp(node.inputs, outputs, out_cts, **node.attrs)
             for x, g in zip(node.inputs, in_cts, strict=False):
-                if g is None or x is None or (x._node is None and x._grad_req is None):
+                if g is None or x is None:
                     continue
+                producer = x._node
+                if producer is None:
+                    if x._grad_req is None:
+                        continue          # a constant: its cotangent goes nowhere
+                    k = id(x)
+                    leaves[k] = x
+                else:
+                    k = (id(producer), x._oidx)
                 if g.shape != x.shape:
                     raise KilnError(f"internal error: the gradient rule of {node.name} returned "
                                     f"shape {g.shape} for an input of shape {x.shape}")
-                k = _key(x)
-                if x._node is None:
-                    leaves[k] = x
-                cts[k] = cts[k] + g if k in cts else g
+                prev = cts.get(k)
+                cts[k] = g if prev is None else prev + g
             if not retain_graph:
                 node.inputs = None
                 node.out_data = None
@@ -243,8 +257,7 @@ def _run_backward(heads, head_grads, create_graph: bool, retain_graph: bool, kee
 
 
 def _fill_zeros(out_cts, node, outputs):
-    from .ndarray import wrap
-
+    wrap = _wrap
     filled = []
     for i, c in enumerate(out_cts):
         if c is None:
@@ -308,9 +321,7 @@ def grad(heads, variables, head_grads=None, retain_graph: bool | None = None,
 
 
 def _as_lists(heads, head_grads):
-    from .ndarray import ndarray
-
-    if isinstance(heads, ndarray):
+    if isinstance(heads, _ndarray):
         heads = [heads]
         if isinstance(head_grads, (list, tuple)) and len(head_grads) == 1:
             head_grads = list(head_grads)

@@ -516,6 +516,10 @@ def _can_take(old: _np.ndarray, new: _np.ndarray) -> bool:
         new.flags.aligned and new.flags.writeable
 
 
+_autograd._ndarray = ndarray
+_autograd._wrap = wrap
+
+
 def _index_key(key):
     """An index with kiln arrays replaced by their NumPy buffers."""
     if isinstance(key, ndarray):

@@ -76,6 +76,11 @@ def _fully_connected(node, args, out, ctx):
     return product
 
 
+def _matmul(node, args, out, ctx):
+    # Matmul.impl is _gemm.matmul: called here without the partial() around the impl
+    return f"_gemm({args[0]}, {args[1]}, {out})" if out else f"_gemm({args[0]}, {args[1]})"
+
+
 _IN_PLACE_ACTIVATIONS = {"relu": "np_maximum({0}, 0, out={0})", "tanh": "np_tanh({0}, out={0})"}
 
 
@@ -177,6 +182,7 @@ LOWERINGS["relu"] = _Lowering(_relu)
 LOWERINGS["fully_connected"] = _Lowering(_fully_connected, elementwise=False)
 LOWERINGS["fused_dense"] = _Lowering(_fused_dense, elementwise=False)
 LOWERINGS["fused_elementwise"] = _Lowering(_fused_elementwise)
+LOWERINGS["matmul"] = _Lowering(_matmul, elementwise=False)
 
 
 # ----------------------------------------------------------------------------------------------
