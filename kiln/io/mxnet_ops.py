@@ -210,6 +210,18 @@ def _write_layer_norm(node, mode):
     return [("LayerNorm", {"axis": node.attrs["axis"], "eps": node.attrs["eps"]})]
 
 
+@reader("InstanceNorm", {"eps": ("float", 1e-3)}, params=_channel_params((1, 2)))
+def _read_instance_norm(ins, a):
+    from ..ops import norm as _norm
+
+    return (_norm.instance_norm(ins[0], ins[1], ins[2], eps=a["eps"]),)
+
+
+@writer("instance_norm")
+def _write_instance_norm(node, mode):
+    return [("InstanceNorm", {"eps": node.attrs["eps"]})]
+
+
 @reader("Dropout _npx_dropout",
         {"p": ("float", 0.5), "mode": (("training", "always"), "training"),
          "axes": ("ints", ()), "cudnn_off": ("bool", False)},
