@@ -27,6 +27,7 @@ from .base import KilnError
 __all__ = [
     "record", "pause", "train_mode", "predict_mode", "is_recording", "is_training",
     "backward", "grad", "mark_variables", "set_recording", "set_training", "Function",
+    "needs_cotangent",
 ]
 
 
@@ -40,6 +41,11 @@ class _State:
 
 #: read on every operator call, hence one small object rather than a context variable
 STATE = _State()
+
+# kiln.ndarray's class and `wrap`, set by that module once they exist (it imports this one
+# first): backward() runs often enough that an import statement per call shows.
+_ndarray = None
+_wrap = None
 
 
 class TapeNode:
@@ -62,12 +68,10 @@ class TapeNode:
 
     def outputs(self):
         """The outputs as arrays; an output nobody holds any more comes back as a constant."""
-        from .ndarray import wrap
-
         outs = []
         for ref, data in zip(self.out_refs, self.out_data, strict=False):
             o = ref()
-            outs.append(o if o is not None else wrap(data))
+            outs.append(o if o is not None else _wrap(data))
         return outs
 
 
@@ -139,6 +143,20 @@ def mark_variables(variables, gradients, grad_reqs="write") -> None:
         var._grad = g
 
 
+def needs_cotangent(x) -> bool:
+    """Whether a gradient rule has to compute the cotangent of its input `x`.
+
+    An array that is neither a variable (`attach_grad()`) nor computed from one gets nothing
+    from its cotangent (backward drops it), so a rule may return None for it instead of
+    computing it: a dense layer's gradient then skips the product for its data input, the
+    costliest product of a first layer's backward. Symbols (graph differentiation) always say
+    yes: there, unused gradients are pruned from the backward graph by dead-code elimination.
+    """
+    if getattr(x, "_kiln_symbolic", False):
+        return True
+    return x._node is not None or x._grad_req is not None
+
+
 def _key(x) -> object:
     """Where the cotangent of array `x` is collected: its producing node output, or x itself."""
     node = x._node
@@ -176,8 +194,7 @@ def _run_backward(heads, head_grads, create_graph: bool, retain_graph: bool, kee
 
     Returns ({key: cotangent}, {key: leaf}) for the leaves reached and for the keys in `keep`.
     """
-    from .ndarray import ndarray, wrap
-
+    ndarray, wrap = _ndarray, _wrap
     cts: dict[object, ndarray] = {}
     leaves: dict[object, ndarray] = {}
     for h, hg in zip(heads, head_grads, strict=False):
@@ -201,24 +218,36 @@ def _run_backward(heads, head_grads, create_graph: bool, retain_graph: bool, kee
     try:
         for node in reversed(nodes):
             nid = id(node)
-            out_cts = [cts.get((nid, i)) if (nid, i) in keep else cts.pop((nid, i), None)
-                       for i in range(node.n_out)]
-            if all(c is None for c in out_cts):
-                continue
+            if node.n_out == 1 and not keep:    # the common case, without the general loops
+                c = cts.pop((nid, 0), None)
+                if c is None:
+                    continue
+                out_cts = [c]
+            else:
+                out_cts = [cts.get((nid, i)) if (nid, i) in keep else cts.pop((nid, i), None)
+                           for i in range(node.n_out)]
+                if all(c is None for c in out_cts):
+                    continue
             outputs = node.outputs() if node.out_refs is not None else None
-            if any(c is None for c in out_cts):
+            if len(out_cts) > 1 and any(c is None for c in out_cts):
                 out_cts = _fill_zeros(out_cts, node, outputs)
             in_cts = node.vjp(node.inputs, outputs, out_cts, **node.attrs)
             for x, g in zip(node.inputs, in_cts, strict=False):
-                if g is None or x is None or (x._node is None and x._grad_req is None):
+                if g is None or x is None:
                     continue
+                producer = x._node
+                if producer is None:
+                    if x._grad_req is None:
+                        continue          # a constant: its cotangent goes nowhere
+                    k = id(x)
+                    leaves[k] = x
+                else:
+                    k = (id(producer), x._oidx)
                 if g.shape != x.shape:
                     raise KilnError(f"internal error: the gradient rule of {node.name} returned "
                                     f"shape {g.shape} for an input of shape {x.shape}")
-                k = _key(x)
-                if x._node is None:
-                    leaves[k] = x
-                cts[k] = cts[k] + g if k in cts else g
+                prev = cts.get(k)
+                cts[k] = g if prev is None else prev + g
             if not retain_graph:
                 node.inputs = None
                 node.out_data = None
@@ -228,8 +257,7 @@ def _run_backward(heads, head_grads, create_graph: bool, retain_graph: bool, kee
 
 
 def _fill_zeros(out_cts, node, outputs):
-    from .ndarray import wrap
-
+    wrap = _wrap
     filled = []
     for i, c in enumerate(out_cts):
         if c is None:
@@ -286,14 +314,14 @@ def grad(heads, variables, head_grads=None, retain_graph: bool | None = None,
     result = []
     for v in variables:
         g = cts.get(_key(v))
+        if g is not None:
+            g._handover = False   # the caller holds it now: never a gradient buffer later
         result.append(g if g is not None else wrap(_np.zeros(v.shape, v.dtype)))
     return result[0] if single else result
 
 
 def _as_lists(heads, head_grads):
-    from .ndarray import ndarray
-
-    if isinstance(heads, ndarray):
+    if isinstance(heads, _ndarray):
         heads = [heads]
         if isinstance(head_grads, (list, tuple)) and len(head_grads) == 1:
             head_grads = list(head_grads)

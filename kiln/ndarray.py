@@ -260,8 +260,11 @@ class ndarray(ArrayMethods):
     """
 
     # `_fresh_grad` (left unset until backward writes a gradient) tells gluon.Trainer which
-    # parameters received a gradient since its last step.
-    __slots__ = ("_data", "_node", "_oidx", "_grad", "_grad_req", "_fresh_grad", "__weakref__")
+    # parameters received a gradient since its last step. `_handover` (unset: False) marks a
+    # cotangent whose buffer nothing else refers to (a compiled backward graph's fresh output):
+    # a variable with grad_req='write' may take that buffer as its gradient instead of copying.
+    __slots__ = ("_data", "_node", "_oidx", "_grad", "_grad_req", "_fresh_grad", "_handover",
+                 "__weakref__")
     # NumPy defers to our reflected operators (onp.float32(2) * x stays a kiln array).
     __array_ufunc__ = None
     _kiln_symbolic = False
@@ -433,12 +436,18 @@ class ndarray(ArrayMethods):
         return self._grad_req or "null"
 
     def _accumulate_grad(self, g: ndarray) -> None:
-        if self._grad is None:
-            self._grad = wrap(_np.zeros_like(self._data))
+        grad = self._grad
+        if grad is None:
+            grad = self._grad = wrap(_np.zeros_like(self._data))
         if self._grad_req == "add":
-            self._grad._data += g._data
+            grad._data += g._data
+        elif getattr(g, "_handover", False) and _can_take(grad._data, g._data):
+            # The gradient wrapper keeps its identity (p.grad() is the same object); only its
+            # buffer is replaced, by one nobody else holds, saving a copy per parameter.
+            g._handover = False
+            grad._data = g._data
         else:
-            _np.copyto(self._grad._data, g._data, casting="same_kind")
+            _np.copyto(grad._data, g._data, casting="same_kind")
         self._fresh_grad = True
 
     def backward(self, out_grad=None, retain_graph: bool = False, train_mode: bool = True,
@@ -498,6 +507,17 @@ class ndarray(ArrayMethods):
 
     def __ipow__(self, other):
         return self._inplace(_np.power, other, "x **= y")
+
+
+def _can_take(old: _np.ndarray, new: _np.ndarray) -> bool:
+    """Whether `new` can replace the gradient buffer `old`: same shape and dtype, and as usable
+    (C order, aligned, writable) for the optimizers' in-place kernels."""
+    return new.shape == old.shape and new.dtype == old.dtype and new.flags.c_contiguous and \
+        new.flags.aligned and new.flags.writeable
+
+
+_autograd._ndarray = ndarray
+_autograd._wrap = wrap
 
 
 def _index_key(key):

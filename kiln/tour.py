@@ -179,6 +179,23 @@ try:
 except Exception as e:
     print(type(e).__name__ + ':', e)
 """),
+    ("The value-dependent branch, written with a symbolic control-flow operator", """
+class CondNet(nn.HybridBlock):
+    def __init__(self):
+        super().__init__()
+        self.dense = nn.Dense(2)
+
+    def hybrid_forward(self, F, x):
+        # one graph node holding both branches; the branch is chosen when the graph runs
+        x = F.npx.cond(x.sum() > 0, lambda x: -x, lambda x: x, [x])
+        return self.dense(x)
+
+cond_net = CondNet()
+cond_net.initialize()
+eager = cond_net(x)
+cond_net.hybridize()
+print(eager, cond_net(x))
+"""),
 ]
 
 

@@ -22,6 +22,7 @@ import numpy as _np
 from ..graph.ir import CONST, VAR, Graph, Node, Value, _value_names
 from ..graph.literal import format_literal
 from ..graph.passes.memory import plan_memory
+from ..ops import _gemm
 from ..ops.registry import REGISTRY
 from . import Compiled, register_backend
 
@@ -66,12 +67,18 @@ def _fully_connected(node, args, out, ctx):
     if len(node.inputs[0].aval.shape) != 2:
         x = f"{x}.reshape({node.inputs[0].aval.shape[0]}, -1)"
     w_t = ctx.transposed(node.inputs[1], w)
-    product = f"np_matmul({x}, {w_t}, out={out})" if out else f"np_matmul({x}, {w_t})"
+    # _gemm: NumPy's matmul, or the native kernels' GEMM for large float32 products
+    product = f"_gemm({x}, {w_t}, {out})" if out else f"_gemm({x}, {w_t})"
     if len(args) > 2:
         if out:
             return f"np_add({product}, {args[2]}, out={out})"
         return f"_add_bias({product}, {args[2]})"
     return product
+
+
+def _matmul(node, args, out, ctx):
+    # Matmul.impl is _gemm.matmul: called here without the partial() around the impl
+    return f"_gemm({args[0]}, {args[1]}, {out})" if out else f"_gemm({args[0]}, {args[1]})"
 
 
 _IN_PLACE_ACTIVATIONS = {"relu": "np_maximum({0}, 0, out={0})", "tanh": "np_tanh({0}, out={0})"}
@@ -175,6 +182,7 @@ LOWERINGS["relu"] = _Lowering(_relu)
 LOWERINGS["fully_connected"] = _Lowering(_fully_connected, elementwise=False)
 LOWERINGS["fused_dense"] = _Lowering(_fused_dense, elementwise=False)
 LOWERINGS["fused_elementwise"] = _Lowering(_fused_elementwise)
+LOWERINGS["matmul"] = _Lowering(_matmul, elementwise=False)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -192,6 +200,7 @@ class _Context:
 
     def __init__(self):
         self.globals: dict = {"_np": _np, "_empty": _np.empty, "_add_bias": _add_bias,
+                              "_gemm": _gemm.matmul,
                               "_activate_relu": _activate_relu, "_single": _single,
                               "_activate_tanh": _activate_tanh,
                               **_NUMPY_FUNCTIONS}

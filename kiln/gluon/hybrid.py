@@ -82,7 +82,7 @@ class _Entry:
     __slots__ = ("compiled", "forward", "backward", "diff", "num_args", "num_outputs", "params",
                  "state_targets", "out_tree", "epoch", "free_arg_positions", "bwd_free_inputs",
                  "graph", "optimized", "verify_pending", "n_updates", "single", "plain",
-                 "param_arrays")
+                 "param_arrays", "bwd_outputs_fresh")
 
 
 class HybridCache:
@@ -210,6 +210,7 @@ class HybridCache:
         entry.free_arg_positions = [i for i, a in enumerate(args) if type(a) is ndarray]
         entry.diff = None
         entry.backward = None
+        entry.bwd_outputs_fresh = False
         entry.bwd_free_inputs = []
 
         training = _STATE.training
@@ -235,8 +236,12 @@ class HybridCache:
                     bwd_bound[id(res_node)] = traced.params[pos - entry.num_args]._data._data
                 else:  # graph input `pos` is argument free_arg_positions[pos]
                     entry.bwd_free_inputs.append(entry.free_arg_positions[pos])
-            entry.backward = backend.compile(bwd_graph, bwd_bound,
-                                             dict(compile_opts, label=f"{name}.backward")).fn
+            bwd = backend.compile(bwd_graph, bwd_bound, dict(compile_opts,
+                                                             label=f"{name}.backward"))
+            entry.backward = bwd.fn
+            # The native runner allocates every output afresh; the numpy backend's outputs may
+            # be an implementation's return value, checked per call (see vjp).
+            entry.bwd_outputs_fresh = bwd.backend == "native"
         else:
             fwd_graph = run_pipeline(graph, training=training, disable=disable, dump=dump,
                                      label=f"{name}.forward")
@@ -303,6 +308,7 @@ class HybridCache:
         backward = entry.backward
         wrt = diff.wrt
         ct_positions = diff.cotangent_outputs
+        fresh = entry.bwd_outputs_fresh
 
         def vjp(node_inputs, _outputs, cts, **_attrs):
             grads_out = [None] * len(node_inputs)
@@ -311,9 +317,24 @@ class HybridCache:
                 for pos, g in zip(wrt, grads):
                     grads_out[pos] = g
                 return grads_out
-            grads = backward(*saved_inputs, *residuals, *[cts[i]._data for i in ct_positions])
+            ct_arrays = [cts[i]._data for i in ct_positions]
+            grads = backward(*saved_inputs, *residuals, *ct_arrays)
+            # Fresh buffers (not an input, residual or parameter handed back, nor one returned
+            # twice) may become the variables' gradients without a copy (_accumulate_grad).
+            if fresh:
+                for pos, g in zip(wrt, grads):
+                    w = grads_out[pos] = wrap(g)
+                    w._handover = True
+                return grads_out
+            taken = {id(a) for a in saved_inputs}
+            taken.update(id(a) for a in residuals)
+            taken.update(id(a) for a in ct_arrays)
+            taken.update(id(p._data._data) for p in entry.params)
             for pos, g in zip(wrt, grads):
-                grads_out[pos] = wrap(g)
+                w = grads_out[pos] = wrap(g)
+                if g.base is None and id(g) not in taken:
+                    w._handover = True
+                    taken.add(id(g))
             return grads_out
 
         # The outputs are handed over so that autograd can make zero cotangents for those the

@@ -368,7 +368,7 @@ def _parse_op_attrs(op: str, raw: dict, where: str, source: str, n_inputs: int) 
     spec = _ops.READERS.get(op)
     if spec is None:
         raise _fail(source, f"{where}: unknown operator {op!r} (kiln reads the MXNet operators "
-                            "listed in kiln/io/mxnet_ops.py)")
+                            "listed in kiln/io/mxnet_ops/)")
     out = {}
     for key, (kind, default) in spec.spec.items():
         if key in raw:

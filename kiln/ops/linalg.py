@@ -9,9 +9,11 @@ import string
 
 import numpy as _np
 
+from .. import autograd as _autograd
 from ..base import KilnError, ShapeError
 from ..ndarray import apply
 from .registry import Aval, Op
+from . import _gemm
 from . import elementwise as _ew
 from . import reduce as _reduce
 from . import shape as _shape
@@ -29,7 +31,7 @@ class Matmul(Op):
     inputs = ("a", "b")
 
     def impl(a, b):
-        return _np.matmul(a, b)
+        return _gemm.matmul(a, b)
 
     def infer(a, b):
         sa, sb = tuple(a.shape), tuple(b.shape)
@@ -54,12 +56,15 @@ class Matmul(Op):
         b2 = b if _ndim(b) > 1 else _shape.reshape(b, (-1, 1))
         out2 = Matmul.infer(Aval(a2.shape, a.dtype), Aval(b2.shape, b.dtype)).shape
         g2 = _shape.reshape(g, out2) if tuple(g.shape) != out2 else g
-        ga = _ew.unbroadcast(matmul(g2, _shape.swapaxes(b2, -1, -2)), a2.shape)
-        gb = _ew.unbroadcast(matmul(_shape.swapaxes(a2, -1, -2), g2), b2.shape)
-        if _ndim(a) == 1:
-            ga = _shape.reshape(ga, a.shape)
-        if _ndim(b) == 1:
-            gb = _shape.reshape(gb, b.shape)
+        ga = gb = None
+        if _autograd.needs_cotangent(a):
+            ga = _ew.unbroadcast(matmul(g2, _shape.swapaxes(b2, -1, -2)), a2.shape)
+            if _ndim(a) == 1:
+                ga = _shape.reshape(ga, a.shape)
+        if _autograd.needs_cotangent(b):
+            gb = _ew.unbroadcast(matmul(_shape.swapaxes(a2, -1, -2), g2), b2.shape)
+            if _ndim(b) == 1:
+                gb = _shape.reshape(gb, b.shape)
         return ga, gb
 
 
@@ -134,6 +139,8 @@ class Dot(Op):
     inputs = ("a", "b")
 
     def impl(a, b):
+        if a.ndim == 2 and b.ndim == 2:   # a matrix product: the same as matmul
+            return _gemm.matmul(a, b)
         return _np.dot(a, b)
 
     def infer(a, b):

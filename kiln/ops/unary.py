@@ -141,8 +141,11 @@ invert = _define_unary("invert", _np.invert, "_npi_bitwise_not",
                        doc="Bitwise NOT of integers, logical NOT of booleans.")
 # Activations (kiln.npx); `npx.activation(x, act_type)` picks one of these. The float result
 # of an integer input follows exp's, as NumPy would compute the formula.
-relu = _define_unary("relu", _relu, "_npx_relu", lambda x, y, g: g * (x > 0),
-                     doc="max(x, 0), elementwise.", infer=_same_dtype_infer)
+# relu's rule reads its output (y > 0 exactly where x > 0): a compiled training graph then
+# keeps only the activation (which the next layer's weight gradient needs anyway), and the dense
+# layer before it can fuse with it.
+relu = _define_unary("relu", _relu, "_npx_relu", lambda x, y, g: g * (y > 0),
+                     save_outputs=True, doc="max(x, 0), elementwise.", infer=_same_dtype_infer)
 sigmoid = _define_unary("sigmoid", _sigmoid, "_npx_sigmoid", lambda x, y, g: g * y * (1 - y),
                         save_outputs=True, doc="1 / (1 + exp(-x)), elementwise.",
                         infer=_unary_infer(_np.exp))

@@ -4,8 +4,9 @@
  *   u32 json_len (little-endian; clamped to what is there)
  *   u8  ndim (taken mod 5), then ndim x u16 dims (each taken mod 32, plus 1)
  *   json_len bytes of symbol JSON, then the params file (the rest)
- * After a successful load every input is set to that shape (zeros) and the model runs; every
- * step may fail with an error code, none may crash, read out of bounds or hang.
+ * After a successful load every input is set to that shape (zeros) and the model runs (with at
+ * most 20000 control-flow steps); every step may fail with an error code, none may crash, read
+ * out of bounds or hang.
  *
  * Built three ways (runtime/Makefile):
  *   - with clang -fsanitize=fuzzer: libFuzzer drives LLVMFuzzerTestOneInput;
@@ -57,6 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (kiln_model_load_memory_opts(json, jlen, plen ? params : NULL, plen, &opts, &m) ==
         KILN_OK) {
         g_loaded++;
+        kiln_model_set_max_loop_steps(m, 20000); /* loops: a few ms each, not the default */
         int64_t count = 1;
         for (int i = 0; i < ndim; i++) count *= dims[i];
         float *x = (float *)calloc((size_t)count, sizeof(float));

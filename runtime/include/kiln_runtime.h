@@ -27,17 +27,38 @@
  * duplicate object keys rejected; numbers must fit an int64 where an integer is expected):
  *
  *   {"nodes": [ {"op": "null" | OPNAME, "name": STR, "attrs": {STR: STR, ...},
- *                "inputs": [[node_id, output_index, version], ...]}, ... ],
+ *                "inputs": [[node_id, output_index, version], ...],
+ *                "subgraphs": [GRAPH, ...]}, ... ],         (control-flow nodes only)
  *    "arg_nodes": [ids of the "null" nodes],          (checked when present)
  *    "node_row_ptr": [...],                           (ignored: recomputed)
  *    "heads": [[node_id, output_index, 0], ...],      (the model's outputs)
  *    "attrs": {"mxnet_version": ["int", 10901], "is_np_shape": ["int", 1]}}
  *
  * `attr` and `param` are accepted for `attrs` (older MXNet). Nodes must come in topological
- * order (each input's node id below its own: this also rules out cycles); "subgraphs"
- * (control flow) are rejected. Variables ("null" nodes) that the params file holds are
- * parameters; the others are the model's inputs, in node order. Attribute values are strings
- * as MXNet writes them: "True"/"False"/"1"/"0", "256", "1e-05", "(3, 3)", "[1, 2]", "None".
+ * order (each input's node id below its own: this also rules out cycles). Variables ("null"
+ * nodes) that the params file holds are parameters; the others are the model's inputs, in
+ * node order. Attribute values are strings as MXNet writes them: "True"/"False"/"1"/"0",
+ * "256", "1e-05", "(3, 3)", "[1, 2]", "None".
+ *
+ * Control flow (MXNet 1.x `F.contrib.foreach/while_loop/cond`, kiln's `npx.*`): a `_foreach`,
+ * `_while_loop` or `_cond` node holds its bodies in "subgraphs", graph objects like the file's
+ * own ("nodes", "arg_nodes", "heads"; nested at most 8 deep). A body's inputs are all its
+ * variables, in node order, fed by the node (never the params file); the *_locs attributes map
+ * them to the node's inputs, and num_args is the node's inputs + the number of subgraphs:
+ *   _foreach     subgraphs [body]; inputs data..., states..., others; in_data_locs,
+ *                in_state_locs, remain_locs: the body input each takes. body -> num_out_data
+ *                step outputs, then the new states. Runs over axis 0 of the data inputs;
+ *                outputs: the step outputs stacked (T, ...), then the final states.
+ *   _while_loop  subgraphs [cond, func]; cond_input_locs, func_input_locs: the node input
+ *                feeding each body input; func_var_locs: the func input holding each loop
+ *                variable; max_iterations. func -> num_out_data step outputs, then the new
+ *                loop variables. Outputs: the step outputs stacked (max_iterations, ...), rows
+ *                past the last step zero (as kiln computes them), then the final variables.
+ *   _cond        subgraphs [pred, then, else]; cond_input_locs, then_input_locs,
+ *                else_input_locs. Outputs: the branch's (both must give the same shapes).
+ * A condition is one value; nonzero (NaN too) is true. States keep their shapes from step to
+ * step. Every *_locs entry, count and shape is checked; an error names the node and the
+ * subgraph. kiln_model_set_max_loop_steps bounds the work of one run.
  *
  * Params file (`*-NNNN.params`), little-endian:
  *
@@ -83,18 +104,32 @@
  *       comparisons (0/1 as float32)
  *   Cast to float32/float64 is the identity, to float16 rounds to half precision, to an integer
  *       type truncates (values stay float32), to bool gives 0/1.
+ *   dot (transpose_a/_b for inputs of at most 2 dimensions; a's last axis with b's first),
+ *       _np_dot (b at most 2-D), slice/crop/_npi_slice (begin, end, step with None),
+ *       slice_axis, reverse/_npi_flip, _zeros/_ones/_full (and _npi_*), zeros_like, ones_like
+ *   RNN (_npx_rnn): MXNet's fused recurrent layer, modes rnn_relu, rnn_tanh, lstm (gates
+ *       [i, f, c, o]), gru ([r, z, n]); num_layers, bidirectional, state_outputs, state_size;
+ *       p (dropout) is ignored in inference; projection_size, lstm_state_clip_min/max and
+ *       use_sequence_length=True are refused (KILN_ERR_UNSUPPORTED). Inputs data (T, N, C),
+ *       the flat parameter vector (every layer's and direction's input then recurrent
+ *       weights, then their biases, as _rnn_param_concat joins them), the state (and LSTM's
+ *       cell state) (layers * directions, N, H); _rnn_param_concat (_npi_*) is a concat.
+ *   _foreach, _while_loop, _cond: control flow, above.
  * See runtime/src/ops.c for the exact list of names. Outputs MXNet counts but does not compute
  * in inference (Dropout's mask, max Pooling's workspace, LayerNorm's mean/std) cannot be read;
  * BatchNorm's outputs 1 and 2 are its running mean and variance.
  *
  * Limits (each an error code and message when exceeded): tensors of at most 8 dimensions, every
- * dimension >= 1; 2^20 nodes; JSON nesting 64 levels; kernel/stride/dilate/pad <= 65536; the
- * memory limit (kiln_options.max_memory) over parameters, inputs, intermediate values,
- * workspaces and packed weights, checked before allocating. Allocations inside the shared
+ * dimension >= 1; 2^20 nodes per graph; JSON nesting 64 levels; control flow nested 8 deep;
+ * kernel/stride/dilate/pad <= 65536; control-flow steps per run (kiln_model_set_max_loop_steps,
+ * default 2^22); the memory limit (kiln_options.max_memory) over parameters, inputs,
+ * intermediate values (control-flow bodies' included), workspaces and packed weights, checked
+ * before allocating. Allocations inside the shared
  * kernels' worker threads (small, fixed-size scratch) are outside the runtime's control.
  *
- * Environment: KILN_MAX_MEMORY (default memory limit), KILN_NUM_THREADS (kernel threads),
- * KILN_RT_PROFILE=1 (each node's time on stderr after every run).
+ * Environment: KILN_MAX_MEMORY (default memory limit), KILN_MAX_LOOP_STEPS (default
+ * control-flow steps per run), KILN_NUM_THREADS (kernel threads), KILN_RT_PROFILE=1 (each
+ * node's time on stderr after every run; a control-flow node's time includes its bodies).
  */
 #ifndef KILN_RUNTIME_H
 #define KILN_RUNTIME_H
@@ -179,8 +214,15 @@ kiln_status kiln_model_run(kiln_model *model);
 kiln_status kiln_model_get_output(kiln_model *model, int index, const float **data,
                                   const int64_t **dims, int *ndim);
 
-/* Bytes the model holds now (parameters + inputs + the planned arena). */
+/* Bytes the model holds now (parameters + inputs + the planned arena, control-flow bodies
+ * arenas included). */
 uint64_t kiln_model_memory(const kiln_model *model);
+
+/* The most control-flow steps one kiln_model_run may take: every body a _foreach or
+ * _while_loop step runs, every while condition and every _cond branch counts one, nested
+ * loops included. A run that would take more fails with KILN_ERR_LIMIT (a hostile file's loop
+ * ends instead of hanging). 0 restores the default: $KILN_MAX_LOOP_STEPS, else 2^22. */
+kiln_status kiln_model_set_max_loop_steps(kiln_model *model, uint64_t steps);
 
 /* The message of the last failure in this thread ("" if none). */
 const char *kiln_last_error(void);

@@ -40,6 +40,54 @@ static void softmax_rows(void *ctx, long r0, long r1) {
     }
 }
 
+/* inner == 1 with few classes (a classifier's 10 logits): a row is shorter than a vector, so
+ * row by row every loop is a scalar tail. Instead, blocks of SMALL_ROWS rows are transposed
+ * into scratch (class-major) and the loops run across the rows in vector lanes, as
+ * softmax_slabs runs across `inner`. */
+#define SMALL_ROWS 16
+static void softmax_rows_small(void *ctx, long r0, long r1) {
+    const softmax_job *d = (const softmax_job *)ctx;
+    long n = d->n, j, r;
+    float s = d->scale;
+    /* t: the scaled inputs, then less their row's max; e: their exponentials; class-major */
+    float *t = (float *)kiln_scratch(2, (size_t)n * SMALL_ROWS * 2 * sizeof(float));
+    float *e = t + n * SMALL_ROWS;
+    float mx[SMALL_ROWS], sum[SMALL_ROWS];
+    for (long b = r0; b < r1; b += SMALL_ROWS) {
+        long rows = KK_MIN(SMALL_ROWS, r1 - b);
+        const float *x = d->x + b * n;
+        float *y = d->y + b * n;
+        if (rows < SMALL_ROWS) {   /* idle lanes compute on zeros */
+            for (long k = 0; k < n * SMALL_ROWS; k++) t[k] = 0.0f;
+            for (j = 0; j < n; j++)
+                for (r = 0; r < rows; r++) t[j * SMALL_ROWS + r] = x[r * n + j] * s;
+        } else {
+            /* flat loops (GCC unrolls constant 16-trip loops into scalar code): gathers */
+            for (long k = 0; k < n * SMALL_ROWS; k++)
+                t[k] = x[(k % SMALL_ROWS) * n + k / SMALL_ROWS] * s;
+        }
+        for (r = 0; r < SMALL_ROWS; r++) mx[r] = t[r];
+        for (j = 1; j < n; j++)
+            for (r = 0; r < SMALL_ROWS; r++) mx[r] = kiln_maxf(mx[r], t[j * SMALL_ROWS + r]);
+        for (j = 0; j < n; j++)
+            for (r = 0; r < SMALL_ROWS; r++) t[j * SMALL_ROWS + r] -= mx[r];
+        for (long k = 0; k < n * SMALL_ROWS; k++) e[k] = kiln_expf(t[k]);
+        for (r = 0; r < SMALL_ROWS; r++) sum[r] = e[r];
+        for (j = 1; j < n; j++)
+            for (r = 0; r < SMALL_ROWS; r++) sum[r] += e[j * SMALL_ROWS + r];
+        const float *src = d->log ? t : e;
+        if (d->log) {
+            for (r = 0; r < SMALL_ROWS; r++) sum[r] = -kiln_logf(sum[r]);
+        } else {
+            for (r = 0; r < SMALL_ROWS; r++) sum[r] = 1.0f / sum[r];
+        }
+        for (r = 0; r < rows; r++)
+            for (j = 0; j < n; j++)
+                y[r * n + j] = d->log ? src[j * SMALL_ROWS + r] + sum[r]
+                                      : src[j * SMALL_ROWS + r] * sum[r];
+    }
+}
+
 /* inner > 1: the axis is strided; work on one (outer) slab at a time, vectorised over inner */
 static void softmax_slabs(void *ctx, long o0, long o1) {
     const softmax_job *d = (const softmax_job *)ctx;
@@ -73,7 +121,9 @@ void kiln_softmax_f32(const float *x, float *y, long outer, long n, long inner, 
                       int log) {
     softmax_job d = {x, y, n, inner, scale, log};
     long grain = KK_MAX(1, 32768 / (n * inner + 1));
-    if (inner == 1) kiln_parallel_for(softmax_rows, &d, outer, grain);
+    if (inner == 1 && n < 16 && outer >= 8)
+        kiln_parallel_for(softmax_rows_small, &d, outer, grain);
+    else if (inner == 1) kiln_parallel_for(softmax_rows, &d, outer, grain);
     else kiln_parallel_for(softmax_slabs, &d, outer, grain);
 }
 

@@ -6,6 +6,7 @@
  * an error here rather than a crash inside a kernel).
  */
 #include "graph.h"
+#include "cf.h"
 #include "extra_kernels.h"
 #include "conv_packed.h"
 
@@ -215,6 +216,41 @@ static void run_binary(const kiln_model *m, const rt_node *n, float *y) {
     rtk_binary_f32(n->sub, IN(0), IN(1), y, k, dims, sa, sb);
 }
 
+/* dot: one GEMM over a viewed as (M, K) (or (K, M) transposed) and b as (K, N) (or (N, K)) */
+static void run_dot(const kiln_model *m, const rt_node *n, float *y) {
+    const rt_shape *a = INSHAPE(0), *b = INSHAPE(1);
+    int ta = n->a.dot.ta && a->ndim == 2, tb = n->a.dot.tb && b->ndim == 2;
+    long k = ta ? (long)a->d[0] : (long)a->d[a->ndim - 1];
+    long rows = prod(a, 0, a->ndim) / k, cols = prod(b, 0, b->ndim) / k;
+    kiln_sgemm(ta, tb, rows, cols, k, 1.0f, IN(0), ta ? rows : k, IN(1), tb ? k : cols, 0.0f, y,
+               cols);
+}
+
+static void run_flip(const kiln_model *m, const rt_node *n, float *y) {
+    const rt_shape *x = INSHAPE(0);
+    const float *src = IN(0);
+    int done[RT_MAX_DIMS] = {0};
+    for (int k = 0; k < n->a.flip.n; k++) {
+        int ax = axis_of(n->a.flip.axes[k], x->ndim);
+        if (done[ax]++) continue; /* an axis named twice flips once, as MXNet does */
+        rtk_flip_f32(src, y, prod(x, 0, ax), (long)x->d[ax], prod(x, ax + 1, x->ndim));
+        src = y; /* further axes flip in place */
+    }
+    if (src != y) memcpy(y, src, (size_t)prod(x, 0, x->ndim) * sizeof(float));
+}
+
+static void run_slice(const kiln_model *m, const rt_node *n, float *y) {
+    int64_t offset, stride[RT_MAX_DIMS];
+    rt_shape ys;
+    long dims[RT_MAX_DIMS], st[RT_MAX_DIMS];
+    rt_slice_ranges(n, INSHAPE(0), &offset, stride, &ys); /* succeeded in infer.c */
+    for (int i = 0; i < ys.ndim; i++) {
+        dims[i] = (long)ys.d[i];
+        st[i] = (long)stride[i];
+    }
+    rtk_strided_copy_f32(IN(0) + offset, y, ys.ndim, dims, st);
+}
+
 static kiln_status run_node(kiln_model *m, const rt_node *n) {
     float *y = m->values[n->out].data;
     const rt_shape *x = n->n_in ? INSHAPE(0) : NULL;
@@ -266,6 +302,15 @@ static kiln_status run_node(kiln_model *m, const rt_node *n) {
         for (int i = 2; i < n->n_in; i++) rtk_binary_f32(B_ADD, y, IN(i), y, 1, &count, &one, &one);
         break;
     }
+    case OP_FILL:
+        rtk_fill_f32(y, prod(&m->values[n->out].shape, 0, m->values[n->out].shape.ndim),
+                     (float)n->a.fill.value);
+        break;
+    case OP_DOT: run_dot(m, n, y); break;
+    case OP_FLIP: run_flip(m, n, y); break;
+    case OP_SLICE: run_slice(m, n, y); break;
+    case OP_RNN: rnn_run(m, n); break;
+    case OP_FOREACH: case OP_WHILE: case OP_COND: return cf_run(m, n);
     default:
         return rt_fail(KILN_ERR_UNSUPPORTED, "no kernel for this operator");
     }
@@ -297,9 +342,10 @@ kiln_status exec_model(kiln_model *m) {
     for (int i = 0; i < m->n_nodes; i++) {
         const rt_node *n = &m->nodes[i];
         if (n->skip) continue;
-        double t0 = profiling() ? seconds() : 0.0;
+        int profile = profiling() && !m->is_body; /* a loop's nodes would flood stderr */
+        double t0 = profile ? seconds() : 0.0;
         kiln_status st = run_node(m, n);
-        if (profiling())
+        if (profile)
             fprintf(stderr, "kiln-rt profile: %8.2f us  %s%s\n", (seconds() - t0) * 1e6,
                     node_desc(m, i), n->out != n->out0 ? " (fused)" : "");
         if (st) {

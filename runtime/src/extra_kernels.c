@@ -321,3 +321,46 @@ void rtk_clip_f32(const float *x, float *y, long n, float lo, float hi) {
         y[i] = v > hi ? hi : v;
     }
 }
+
+void rtk_flip_f32(const float *x, float *y, long outer, long len, long inner) {
+    for (long o = 0; o < outer; o++) {
+        const float *px = x + o * len * inner;
+        float *py = y + o * len * inner;
+        if (px != py) {
+            for (long j = 0; j < len; j++)
+                memcpy(py + (len - 1 - j) * inner, px + j * inner, (size_t)inner * sizeof(float));
+            continue;
+        }
+        for (long j = 0; j < len / 2; j++) { /* in place: swap the rows pairwise */
+            float *a = py + j * inner, *b = py + (len - 1 - j) * inner;
+            for (long i = 0; i < inner; i++) {
+                float t = a[i];
+                a[i] = b[i];
+                b[i] = t;
+            }
+        }
+    }
+}
+
+void rtk_fill_f32(float *y, long n, float value) {
+    for (long i = 0; i < n; i++) y[i] = value;
+}
+
+void rtk_strided_copy_f32(const float *x, float *y, int ndim, const long *dims,
+                          const long *stride) {
+    long idx[8] = {0}, count = 1;
+    for (int i = 0; i < ndim; i++) count *= dims[i];
+    long inner = ndim ? dims[ndim - 1] : 1, step = ndim ? stride[ndim - 1] : 0;
+    const float *row = x;
+    for (long done = 0; done < count; done += inner) {
+        for (long j = 0; j < inner; j++) *y++ = row[j * step];
+        /* the next row: carry through the outer counters */
+        int k = ndim - 2;
+        for (; k >= 0; k--) {
+            row += stride[k];
+            if (++idx[k] < dims[k]) break;
+            row -= stride[k] * dims[k];
+            idx[k] = 0;
+        }
+    }
+}

@@ -59,4 +59,15 @@ void rtk_leaky_f32(int type, const float *x, const float *gamma, long gamma_len,
 /* y = min(max(x, lo), hi) (NaN stays NaN); y may equal x. */
 void rtk_clip_f32(const float *x, float *y, long n, float lo, float hi);
 
+/* y = x reversed along the middle axis of (outer, len, inner); y may equal x. */
+void rtk_flip_f32(const float *x, float *y, long outer, long len, long inner);
+
+/* y (dims, C order) = x's elements at sum_i index_i * stride[i] (strides in elements, possibly
+ * negative or 0); ndim <= 8. */
+void rtk_strided_copy_f32(const float *x, float *y, int ndim, const long *dims,
+                          const long *stride);
+
+/* y[i] = value */
+void rtk_fill_f32(float *y, long n, float value);
+
 #endif /* KILN_EXTRA_KERNELS_H */

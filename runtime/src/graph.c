@@ -9,6 +9,7 @@
  * parameter, not silently turned into an input.
  */
 #include "graph.h"
+#include "cf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +25,8 @@ const char *node_desc(const kiln_model *m, int i) {
     const rt_node *n = &m->nodes[i];
     char name[80], op[80];
     snprintf(b, 200, "node %d ('%s', %s)", i, rt_shorten_into(n->name, name),
-             n->op == OP_VAR ? "variable" : rt_shorten_into(n->opname, op));
+             !n->opname || strcmp(n->opname, "null") == 0 ? "variable"
+                                                           : rt_shorten_into(n->opname, op));
     return b;
 }
 
@@ -83,9 +85,6 @@ static kiln_status parse_node(kiln_model *m, const jdoc *doc, const jval *raw, i
                                node_desc(m, idx), rt_shorten(doc->v[k].key, 0),
                                json_type_name(doc->v[k].type));
     }
-    if (json_get(doc, raw, "subgraphs"))
-        return rt_fail(KILN_ERR_UNSUPPORTED, "%s: control-flow subgraphs are not supported",
-                       node_desc(m, idx));
     const jval *inputs = json_get(doc, raw, "inputs");
     if (inputs && inputs->type != J_ARR)
         return rt_fail(KILN_ERR_GRAPH, "%s: 'inputs' must be a list", node_desc(m, idx));
@@ -133,6 +132,14 @@ static kiln_status parse_node(kiln_model *m, const jdoc *doc, const jval *raw, i
         n->in[k] = value_of(m, src, out);
     }
     *in_used += n_in;
+    if (n->cf) {
+        if ((st = cf_build(m, idx, doc, raw))) rt_error_prefix("%s", node_desc(m, idx));
+        return st;
+    }
+    if (json_get(doc, raw, "subgraphs"))
+        return rt_fail(KILN_ERR_GRAPH, "%s has 'subgraphs', which only _foreach, _while_loop and "
+                                       "_cond take",
+                       node_desc(m, idx));
     return KILN_OK;
 }
 
@@ -186,7 +193,8 @@ static kiln_status bind_variables(kiln_model *m) {
         rt_node *n = &m->nodes[i];
         if (n->op != OP_VAR) continue;
         rt_value *v = &m->values[n->out0];
-        const rt_param *p = params_find(&m->params, n->name);
+        /* a body's variables are all inputs: its node feeds them */
+        const rt_param *p = m->is_body ? NULL : params_find(&m->params, n->name);
         if (p) {
             if (!p->present)
                 return rt_fail(KILN_ERR_PARAMS, "parameter '%s' is a record that holds no array",
@@ -208,7 +216,7 @@ static kiln_status bind_variables(kiln_model *m) {
         const rt_node *n = &m->nodes[i];
         for (int k = 0; k < n->n_in; k++) {
             const rt_value *v = &m->values[n->in[k]];
-            if (v->kind == VAL_INPUT && ops_param_input(n, k))
+            if (v->kind == VAL_INPUT && !m->is_body && ops_param_input(n, k))
                 return rt_fail(KILN_ERR_PARAMS, "%s: input %d, '%s', is a parameter the params "
                                                 "file does not hold",
                                node_desc(m, i), k, rt_shorten(m->nodes[v->node].name, 0));
@@ -256,8 +264,8 @@ static kiln_status read_heads(kiln_model *m, const jdoc *doc, const jval *heads)
 static void mark_hidden(kiln_model *m) {
     for (int i = 0; i < m->n_nodes; i++) {
         const rt_node *n = &m->nodes[i];
-        for (int k = 1; k < n->n_out; k++)
-            m->values[n->out0 + k].hidden = n->op != OP_BN; /* BN: running mean and var */
+        for (int k = 1; k < n->n_out; k++) /* BN: running mean and var */
+            m->values[n->out0 + k].hidden = n->op != OP_BN && !ops_extra_outputs(n);
     }
 }
 
@@ -313,10 +321,17 @@ static kiln_status check_graph_attrs(const kiln_model *m, const jdoc *doc, const
 
 kiln_status graph_build(kiln_model *m, const jdoc *doc) {
     const jval *root = json_at(doc, 0);
-    kiln_status st;
     if (!root || root->type != J_OBJ)
         return rt_fail(KILN_ERR_GRAPH, "a symbol file holds a JSON object, not a %s",
                        root ? json_type_name(root->type) : "nothing");
+    return graph_build_at(m, doc, root);
+}
+
+kiln_status graph_build_at(kiln_model *m, const jdoc *doc, const jval *root) {
+    kiln_status st;
+    if (root->type != J_OBJ)
+        return rt_fail(KILN_ERR_GRAPH, "a graph is a JSON object, not a %s",
+                       json_type_name(root->type));
     const jval *nodes = json_get(doc, root, "nodes");
     if (!nodes) return gfail("missing key 'nodes' (a symbol file has 'nodes', 'arg_nodes', "
                              "'heads' and 'attrs')");
@@ -342,6 +357,8 @@ kiln_status graph_build(kiln_model *m, const jdoc *doc) {
         m->nodes[idx].out0 = n_values;
         if ((st = parse_node(m, doc, &doc->v[e], idx, &in_used))) return st;
         n_values += m->nodes[idx].n_out;
+        if (n_values > RT_MAX_NODES * 4)
+            return rt_fail(KILN_ERR_LIMIT, "the graph has more than %d values", RT_MAX_NODES * 4);
     }
     if ((st = check_graph_attrs(m, doc, root))) return st;
     if ((st = unique_variables(m))) return st;

@@ -33,6 +33,14 @@ enum rt_op {
     OP_SCALAR,     /* sub: enum rt_binary; reversed operands in a.scalar.rev */
     OP_CLIP,
     OP_ADDN,
+    OP_FILL,       /* _zeros, _ones, _full (no inputs; sub 0) and zeros_like ... (sub 1) */
+    OP_DOT,        /* dot, _np_dot (sub 1) */
+    OP_FLIP,       /* reverse, _npi_flip */
+    OP_SLICE,      /* slice, crop, _npi_slice, slice_axis (sub 1) */
+    OP_RNN,        /* MXNet's fused RNN: rnn.c */
+    OP_FOREACH,    /* control flow, with bodies in rt_node.cf: cf.h */
+    OP_WHILE,
+    OP_COND,
     OP_COUNT
 };
 
@@ -40,7 +48,11 @@ enum rt_reshape_kind { RESHAPE_LEGACY, RESHAPE_NP, RESHAPE_NPX };
 enum rt_reduce { RED_SUM, RED_MEAN, RED_MAX, RED_MIN, RED_PROD };
 enum rt_leaky { LEAKY_LEAKY, LEAKY_ELU, LEAKY_SELU, LEAKY_GELU, LEAKY_PRELU, LEAKY_RRELU };
 
+enum rt_rnn_mode { RNN_RELU, RNN_TANH, RNN_LSTM, RNN_GRU };
+
 #define RT_MAX_CODES 16
+
+struct rt_cf;
 
 typedef struct rt_node {
     const char *name, *opname;
@@ -70,7 +82,17 @@ typedef struct rt_node {
         struct { int n, all, keepdims, exclude; int64_t axes[RT_MAX_DIMS]; } reduce;
         struct { double value; int rev; } scalar;
         struct { double lo, hi; } clip;
+        struct { double value; rt_shape shape; } fill;
+        struct { int ta, tb; } dot;
+        struct { int n; int64_t axes[RT_MAX_DIMS]; } flip;
+        /* INT64_MIN: None. slice_axis: n 1 and the axis in `axis` */
+        struct {
+            int n;
+            int64_t axis, begin[RT_MAX_DIMS], end[RT_MAX_DIMS], step[RT_MAX_DIMS];
+        } slice;
+        struct { int mode, layers, dirs, state_outputs; int64_t state_size; } rnn;
     } a;
+    struct rt_cf *cf;       /* control flow: attributes and bodies (cf_graph.c), else NULL */
     /* set by plan.c */
     int skip;               /* nothing to run: fused into another node, or an alias */
     int out;                /* the value this node's main output is written to */
@@ -120,6 +142,13 @@ struct kiln_model {
     int ran;                /* outputs hold the last run's results */
     void *arena;
     uint64_t arena_bytes;
+    /* control flow: a body (a node's subgraph) is a model of its own, planned and run by its
+     * node (cf_graph.c, cf_exec.c); its inputs point at memory its node owns or reads */
+    int is_body, depth;      /* depth: 0 for the file's graph, 1 for its nodes' bodies ... */
+    struct kiln_model *root; /* the file's graph (itself at the root) */
+    uint64_t sub_bytes;      /* planned memory of every body inside (arenas, nested bodies) */
+    uint64_t max_loop_steps; /* root: body runs allowed per kiln_model_run */
+    uint64_t loop_steps;     /* root: body runs so far in this run */
 };
 
 /* ops.c */
@@ -136,8 +165,14 @@ int ops_param_input(const rt_node *n, int i);
 void ops_arity(const rt_node *n, int *lo, int *hi);
 int ops_is_alias(const rt_node *n);
 
+/* Outputs 1.. of the node that hold computed values in the arena (not hidden, not aliases):
+ * control flow and RNN states. */
+int ops_extra_outputs(const rt_node *n);
+
 /* graph.c */
 kiln_status graph_build(kiln_model *m, const jdoc *doc);
+/* The same for the graph object `root` of doc (a control-flow body). */
+kiln_status graph_build_at(kiln_model *m, const jdoc *doc, const jval *root);
 
 /* infer.c: every value's shape from the inputs' */
 kiln_status infer_shapes(kiln_model *m);
@@ -145,12 +180,24 @@ kiln_status infer_shapes(kiln_model *m);
 /* plan.c: fusion, liveness and the arena */
 kiln_status plan_model(kiln_model *m);
 void plan_release(kiln_model *m);
+/* plan_model in two steps, for bodies: shapes, fusion and placement (nothing allocated:
+ * the root checks the memory of everything first), then the arenas, bodies' included. */
+kiln_status plan_layout(kiln_model *m);
+kiln_status plan_alloc(kiln_model *m);
+/* Every value's address from the inputs' (input_data) and the arena: after a body's inputs
+ * were pointed elsewhere. */
+void plan_bind(kiln_model *m);
 
 /* exec.c */
 kiln_status exec_model(kiln_model *m);
 struct kiln_conv2d;
 /* The kernels' geometry of a convolution node (one image), after shape inference. */
 void rt_conv_geometry(const kiln_model *m, const rt_node *n, struct kiln_conv2d *p);
+
+/* slice (infer.c): the first element's offset, each axis's stride (elements of the input,
+ * negative for a negative step) and the result's shape; an error for an empty result */
+kiln_status rt_slice_ranges(const rt_node *n, const rt_shape *x, int64_t *offset,
+                            int64_t *stride, rt_shape *y);
 
 /* "node 12 ('conv0_fwd', Convolution)" */
 const char *node_desc(const kiln_model *m, int node);

@@ -5,6 +5,7 @@
  * overflow int64.
  */
 #include "graph.h"
+#include "cf.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -429,13 +430,93 @@ static kiln_status broadcast(const rt_shape *a, const rt_shape *b, rt_shape *y) 
     return KILN_OK;
 }
 
+/* dot (MXNet 1.x) and np.dot: a's last axis against b's first (b at most 2-D for np.dot,
+ * where the two differ); transpose_a/transpose_b on inputs of at most 2 dimensions. */
+static kiln_status infer_dot(kiln_model *m, rt_node *n, rt_shape *y) {
+    const rt_shape *a = X(0), *b = X(1);
+    int ta = n->a.dot.ta && a->ndim == 2, tb = n->a.dot.tb && b->ndim == 2;
+    if (a->ndim == 0 || b->ndim == 0)
+        return shape_err("dot of a 0-d operand (%s with %s) is not supported", a, b);
+    if ((n->a.dot.ta && a->ndim > 2) || (n->a.dot.tb && b->ndim > 2))
+        return rt_fail(KILN_ERR_UNSUPPORTED, "dot with transpose_a/transpose_b of an input of "
+                                             "more than 2 dimensions is not supported");
+    if (n->sub == 1 && b->ndim > 2)
+        return rt_fail(KILN_ERR_UNSUPPORTED, "np.dot with a second operand of %d dimensions is "
+                                             "not supported (at most 2)",
+                       b->ndim);
+    int64_t ka = ta ? a->d[0] : a->d[a->ndim - 1], kb = tb ? b->d[1] : b->d[0];
+    if (ka != kb) return shape_err("dot: shapes %s and %s do not fit", a, b);
+    if (a->ndim - 1 + b->ndim - 1 > RT_MAX_DIMS)
+        return rt_fail(KILN_ERR_UNSUPPORTED, "dot: a result of more than %d dimensions",
+                       RT_MAX_DIMS);
+    y->ndim = 0;
+    if (ta) y->d[y->ndim++] = a->d[1];
+    else for (int i = 0; i < a->ndim - 1; i++) y->d[y->ndim++] = a->d[i];
+    if (tb) y->d[y->ndim++] = b->d[0];
+    else for (int i = 1; i < b->ndim; i++) y->d[y->ndim++] = b->d[i];
+    return KILN_OK;
+}
+
+static kiln_status infer_flip(kiln_model *m, rt_node *n, rt_shape *y) {
+    const rt_shape *x = X(0);
+    int ax;
+    for (int k = 0; k < n->a.flip.n; k++) {
+        kiln_status st = norm_axis(n->a.flip.axes[k], x->ndim, &ax);
+        if (st) return st;
+    }
+    *y = *x;
+    return KILN_OK;
+}
+
+/* Python's slice rules per axis: None takes the end the step runs from or to, negative
+ * positions count from the end, positions are clamped to the axis */
+kiln_status rt_slice_ranges(const rt_node *n, const rt_shape *x, int64_t *offset,
+                            int64_t *stride, rt_shape *y) {
+    int first = 0, count = n->a.slice.n;
+    kiln_status st;
+    if (n->sub == 1) { /* slice_axis */
+        if ((st = norm_axis(n->a.slice.axis, x->ndim, &first))) return st;
+    } else if (count > x->ndim) {
+        return rt_fail(KILN_ERR_SHAPE, "slice: %d axes for an input of %d dimensions", count,
+                       x->ndim);
+    }
+    *y = *x;
+    *offset = 0;
+    int64_t inner = 1;
+    for (int i = x->ndim - 1; i >= 0; i--) {
+        stride[i] = inner;
+        inner *= x->d[i];
+    }
+    for (int k = 0; k < count; k++) {
+        int ax = first + k;
+        int64_t dim = x->d[ax], b = n->a.slice.begin[k], e = n->a.slice.end[k];
+        int64_t step = n->a.slice.step[k] == INT64_MIN ? 1 : n->a.slice.step[k]; /* not 0 */
+        int64_t lo = step > 0 ? 0 : -1, hi = step > 0 ? dim : dim - 1;
+        if (b == INT64_MIN) b = step > 0 ? 0 : dim - 1;
+        else b = b < 0 ? b + dim : b;
+        if (e == INT64_MIN) e = step > 0 ? dim : -1;
+        else e = e < 0 ? e + dim : e;
+        b = b < lo ? lo : b > hi ? hi : b;
+        e = e < lo ? lo : e > hi ? hi : e;
+        int64_t len = step > 0 ? (e - b + step - 1) / step : (b - e - step - 1) / -step;
+        if (len < 1)
+            return rt_fail(KILN_ERR_SHAPE, "slice: axis %d gives an empty result (not supported)",
+                           ax);
+        *offset += b * stride[ax];
+        /* one element: no stride; else |step| < dim and stride * step stays below 2^62 */
+        stride[ax] = len == 1 ? 0 : stride[ax] * step;
+        y->d[ax] = len;
+    }
+    return KILN_OK;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * the pass
  * ------------------------------------------------------------------------------------------- */
 
 static kiln_status infer_node(kiln_model *m, rt_node *n) {
     rt_shape *y = &m->values[n->out0].shape;
-    const rt_shape *x = X(0);
+    const rt_shape *x = n->n_in ? X(0) : NULL;
     int64_t d[RT_MAX_DIMS];
     int ax;
     kiln_status st;
@@ -464,6 +545,17 @@ static kiln_status infer_node(kiln_model *m, rt_node *n) {
     case OP_CONCAT: return infer_concat(m, n, y);
     case OP_REDUCE: return infer_reduce(m, n, y);
     case OP_BINARY: return broadcast(X(0), X(1), y);
+    case OP_FILL:
+        *y = n->n_in ? *x : n->a.fill.shape;
+        return KILN_OK;
+    case OP_DOT: return infer_dot(m, n, y);
+    case OP_FLIP: return infer_flip(m, n, y);
+    case OP_SLICE: {
+        int64_t offset, stride[RT_MAX_DIMS];
+        return rt_slice_ranges(n, x, &offset, stride, y);
+    }
+    case OP_RNN: return rnn_infer(m, n);
+    case OP_FOREACH: case OP_WHILE: case OP_COND: return cf_infer(m, n);
     case OP_ADDN:
         for (int i = 1; i < n->n_in; i++)
             if (!rt_shape_equal(X(i), x))

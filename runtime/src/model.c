@@ -1,5 +1,6 @@
 /* model.c: the public API (kiln_runtime.h): loading, inputs, running, outputs. */
 #include "graph.h"
+#include "cf.h"
 
 #include "../kernels/kiln_kernels.h"
 
@@ -7,6 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+static uint64_t env_max_loop_steps(void) {
+    const char *s = getenv("KILN_MAX_LOOP_STEPS");
+    if (!s || !*s) return RT_DEFAULT_MAX_LOOP_STEPS;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    return v == 0 || *end ? RT_DEFAULT_MAX_LOOP_STEPS : (uint64_t)v;
+}
 
 static uint64_t env_max_memory(void) {
     const char *s = getenv("KILN_MAX_MEMORY");
@@ -25,10 +34,13 @@ static uint64_t env_max_memory(void) {
 void kiln_model_free(kiln_model *m) {
     if (!m) return;
     params_free(&m->params);
-    for (int i = 0; i < m->n_inputs && m->input_data; i++) free(m->input_data[i]);
+    /* a body's inputs point at its node's memory */
+    for (int i = 0; i < m->n_inputs && m->input_data && !m->is_body; i++)
+        free(m->input_data[i]);
     for (int i = 0; i < m->n_nodes && m->nodes; i++) {
         free(m->nodes[i].fold);
         free(m->nodes[i].packed);
+        cf_free(&m->nodes[i]);
     }
     free(m->input_data);
     free(m->input_shape);
@@ -55,6 +67,8 @@ kiln_status kiln_model_load_memory_opts(const char *json, size_t json_len, const
     kiln_model *m = (kiln_model *)calloc(1, sizeof *m);
     if (!m) return rt_fail(KILN_ERR_NOMEM, "out of memory");
     m->max_memory = opts && opts->max_memory ? opts->max_memory : env_max_memory();
+    m->root = m;
+    m->max_loop_steps = env_max_loop_steps();
     if (opts && opts->num_threads > 0) kiln_set_num_threads(opts->num_threads);
     if (params_len || params) {
         if ((st = params_read((const uint8_t *)params, params_len, m->max_memory, &m->params))) {
@@ -238,6 +252,7 @@ kiln_status kiln_model_run(kiln_model *m) {
         plan_release(m);
         return st;
     }
+    m->loop_steps = 0;
     if ((st = exec_model(m))) return st;
     m->ran = 1;
     return KILN_OK;
@@ -274,5 +289,11 @@ kiln_status kiln_model_get_output(kiln_model *m, int i, const float **data,
 
 uint64_t kiln_model_memory(const kiln_model *m) {
     if (!m) return 0;
-    return m->params.bytes + m->input_bytes + m->arena_bytes + m->fold_bytes;
+    return m->params.bytes + m->input_bytes + m->arena_bytes + m->fold_bytes + m->sub_bytes;
+}
+
+kiln_status kiln_model_set_max_loop_steps(kiln_model *m, uint64_t steps) {
+    if (!m) return rt_fail(KILN_ERR_ARGUMENT, "a NULL model");
+    m->max_loop_steps = steps ? steps : env_max_loop_steps();
+    return KILN_OK;
 }

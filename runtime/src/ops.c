@@ -7,6 +7,7 @@
  * reader ignores unknown `__*__` hints.
  */
 #include "graph.h"
+#include "cf.h"
 #include "extra_kernels.h"
 
 #include <math.h>
@@ -22,6 +23,11 @@ typedef struct {
 #define REV (1 << 8) /* scalar ops: fn(s, x) */
 #define DROPOUT 1    /* OP_IDENTITY sub: Dropout counts a hidden mask output */
 #define CAST 2       /* OP_IDENTITY sub: Cast (dtype decides what it does) */
+#define CONCAT_DIM0 3 /* OP_CONCAT sub: _rnn_param_concat (key "dim", default 0) */
+#define FILL_ZEROS 0 /* OP_FILL subs: the value; LIKE when the shape is the input's */
+#define FILL_ONES 1
+#define FILL_VALUE 2
+#define FILL_LIKE 4
 
 static opname g_names[] = {
     {"FullyConnected", OP_FC, 0}, {"_npx_fully_connected", OP_FC, 0},
@@ -172,6 +178,23 @@ static opname g_names[] = {
     {"_hypot_scalar", OP_SCALAR, B_HYPOT},
     {"clip", OP_CLIP, 0}, {"_npi_clip", OP_CLIP, 0},
     {"add_n", OP_ADDN, 0}, {"ElementWiseSum", OP_ADDN, 0}, {"_npi_add_n", OP_ADDN, 0},
+    /* creation, products, flips */
+    {"_zeros", OP_FILL, FILL_ZEROS}, {"_npi_zeros", OP_FILL, FILL_ZEROS},
+    {"_ones", OP_FILL, FILL_ONES}, {"_npi_ones", OP_FILL, FILL_ONES},
+    {"_full", OP_FILL, FILL_VALUE}, {"_npi_full", OP_FILL, FILL_VALUE},
+    {"zeros_like", OP_FILL, FILL_ZEROS | FILL_LIKE},
+    {"_np_zeros_like", OP_FILL, FILL_ZEROS | FILL_LIKE},
+    {"ones_like", OP_FILL, FILL_ONES | FILL_LIKE},
+    {"_np_ones_like", OP_FILL, FILL_ONES | FILL_LIKE},
+    {"dot", OP_DOT, 0}, {"_np_dot", OP_DOT, 1},
+    {"reverse", OP_FLIP, 0}, {"_npi_flip", OP_FLIP, 0},
+    {"slice", OP_SLICE, 0}, {"crop", OP_SLICE, 0}, {"_npi_slice", OP_SLICE, 0},
+    {"slice_axis", OP_SLICE, 1},
+    /* recurrent layers and control flow */
+    {"RNN", OP_RNN, 0}, {"_npx_rnn", OP_RNN, 0},
+    {"_rnn_param_concat", OP_CONCAT, CONCAT_DIM0},
+    {"_npi_rnn_param_concat", OP_CONCAT, CONCAT_DIM0},
+    {"_foreach", OP_FOREACH, 0}, {"_while_loop", OP_WHILE, 0}, {"_cond", OP_COND, 0},
 };
 
 #define N_NAMES ((int)(sizeof g_names / sizeof g_names[0]))
@@ -463,6 +486,8 @@ static kiln_status parse_concat(rt_node *n, const attrs_t *at) {
     if (num_args >= 1 && num_args != n->n_in)
         return rt_fail(KILN_ERR_GRAPH, "num_args=%lld but the node has %d inputs",
                        (long long)num_args, n->n_in);
+    int64_t dflt = n->sub == 0 ? 1 : 0;
+    if (n->sub == CONCAT_DIM0) n->sub = 0;
     const char *key = n->sub == 0 ? "dim" : "axis";
     const char *s = get(at, key);
     if (n->sub == 2 && s && strcmp(s, "None") == 0) {
@@ -471,8 +496,7 @@ static kiln_status parse_concat(rt_node *n, const attrs_t *at) {
         return KILN_OK;
     }
     if (n->sub == 2) n->sub = 0;
-    return get_int(at, key, n->sub == 0 && key[0] == 'd' ? 1 : 0, 0, -RT_MAX_DIMS,
-                   RT_MAX_DIMS - 1, &n->a.concat.axis);
+    return get_int(at, key, dflt, 0, -RT_MAX_DIMS, RT_MAX_DIMS - 1, &n->a.concat.axis);
 }
 
 static kiln_status parse_reduce(rt_node *n, const attrs_t *at) {
@@ -485,6 +509,99 @@ static kiln_status parse_reduce(rt_node *n, const attrs_t *at) {
         return st;
     if (initial == initial)
         return rt_fail(KILN_ERR_UNSUPPORTED, "a reduction with 'initial' is not supported");
+    return KILN_OK;
+}
+
+static kiln_status parse_fill(rt_node *n, const attrs_t *at) {
+    int kind = n->sub & ~FILL_LIKE;
+    n->a.fill.value = kind == FILL_ONES ? 1.0 : 0.0;
+    if (kind == FILL_VALUE) {
+        kiln_status st = get_float(at, "value", 0.0, &n->a.fill.value);
+        if (st) return st;
+    }
+    if (n->sub & FILL_LIKE) return KILN_OK;
+    const char *s = get(at, "shape");
+    int none = 0;
+    rt_shape *shape = &n->a.fill.shape;
+    shape->ndim = 0;
+    if (s && attr_ints(s, shape->d, RT_MAX_DIMS, &shape->ndim, &none, 0) != 0)
+        return bad("shape", s);
+    for (int i = 0; i < shape->ndim; i++)
+        if (shape->d[i] < 1 || shape->d[i] > RT_MAX_DIM)
+            return rt_fail(KILN_ERR_UNSUPPORTED, "attribute shape=\"%s\": dimension %lld (unknown "
+                                                 "or zero-size dimensions are not supported)",
+                           rt_shorten(s, 1), (long long)shape->d[i]);
+    return KILN_OK;
+}
+
+/* slice: begin, end (step) tuples with None entries; slice_axis: axis, begin, end */
+static kiln_status parse_slice(rt_node *n, const attrs_t *at) {
+    static const char *const keys[] = {"begin", "end", "step"};
+    int64_t *lists[] = {n->a.slice.begin, n->a.slice.end, n->a.slice.step};
+    int count[3], none;
+    kiln_status st;
+    if (n->sub == 1) {
+        if ((st = get_int(at, "axis", 0, 1, -RT_MAX_DIMS, RT_MAX_DIMS - 1, &n->a.slice.axis)))
+            return st;
+    }
+    for (int k = 0; k < 3; k++) {
+        const char *s = get(at, keys[k]);
+        count[k] = 0;
+        if (!s) {
+            if (k < 2) return req_missing(keys[k]);
+            continue;
+        }
+        if (attr_ints(s, lists[k], RT_MAX_DIMS, &count[k], &none, 1) != 0) return bad(keys[k], s);
+        if (none) { /* slice_axis's end=None */
+            count[k] = 1;
+            lists[k][0] = INT64_MIN;
+        }
+        for (int i = 0; i < count[k]; i++)
+            if (lists[k][i] != INT64_MIN && (lists[k][i] < -RT_MAX_DIM || lists[k][i] > RT_MAX_DIM))
+                return rt_fail(KILN_ERR_ATTRIBUTE, "attribute %s=\"%s\": out of range", keys[k],
+                               rt_shorten(s, 1));
+    }
+    if (count[0] != count[1] || count[2] > count[0] || (n->sub == 1 && count[0] != 1))
+        return rt_fail(KILN_ERR_ATTRIBUTE, "slice: begin, end and step differ in length");
+    for (int i = 0; i < count[2]; i++)
+        if (n->a.slice.step[i] == 0)
+            return rt_fail(KILN_ERR_ATTRIBUTE, "slice: a step of 0");
+    for (int i = count[2]; i < count[0]; i++) n->a.slice.step[i] = INT64_MIN;
+    n->a.slice.n = count[0];
+    return KILN_OK;
+}
+
+static const char *const RNN_MODES[] = {"rnn_relu", "rnn_tanh", "lstm", "gru", NULL};
+
+/* MXNet's RNN: what inference computes (p, the dropout between layers, does nothing) */
+static kiln_status parse_rnn(rt_node *n, const attrs_t *at) {
+    kiln_status st;
+    int64_t layers;
+    int bidir, seq_len;
+    double p;
+    if (!get(at, "mode")) return req_missing("mode");
+    if ((st = get_choice(at, "mode", RNN_MODES, 0, &n->a.rnn.mode)) ||
+        (st = get_int(at, "state_size", 0, 1, 1, RT_MAX_DIM, &n->a.rnn.state_size)) ||
+        (st = get_int(at, "num_layers", 1, 0, 1, 4096, &layers)) ||
+        (st = get_bool(at, "bidirectional", 0, &bidir)) ||
+        (st = get_bool(at, "state_outputs", 0, &n->a.rnn.state_outputs)) ||
+        (st = get_float(at, "p", 0.0, &p)) ||
+        (st = get_bool(at, "use_sequence_length", 0, &seq_len)))
+        return st;
+    n->a.rnn.layers = (int)layers;
+    n->a.rnn.dirs = bidir ? 2 : 1;
+    static const char *const unsupported[] = {"projection_size", "lstm_state_clip_min",
+                                              "lstm_state_clip_max"};
+    for (int i = 0; i < 3; i++) {
+        const char *s = get(at, unsupported[i]);
+        if (s && strcmp(s, "None") != 0)
+            return rt_fail(KILN_ERR_UNSUPPORTED, "RNN with %s=%s is not supported (LSTM "
+                                                 "projections and state clipping)",
+                           unsupported[i], rt_shorten(s, 1));
+    }
+    if (seq_len)
+        return rt_fail(KILN_ERR_UNSUPPORTED, "RNN with use_sequence_length=True is not supported "
+                                             "(every sequence runs all its steps)");
     return KILN_OK;
 }
 
@@ -568,6 +685,21 @@ kiln_status ops_parse(rt_node *n, const jdoc *doc, const jval *attrs) {
             (st = get_float(&at, "a_max", HUGE_VAL, &n->a.clip.hi)))
             return st;
         return KILN_OK;
+    case OP_FILL: return parse_fill(n, &at);
+    case OP_DOT:
+        if ((st = get_bool(&at, "transpose_a", 0, &n->a.dot.ta)) ||
+            (st = get_bool(&at, "transpose_b", 0, &n->a.dot.tb)))
+            return st;
+        return KILN_OK;
+    case OP_FLIP: {
+        int all;
+        if ((st = get_axes(&at, "axis", n->a.flip.axes, &n->a.flip.n, &all))) return st;
+        if (all) return req_missing("axis");
+        return KILN_OK;
+    }
+    case OP_SLICE: return parse_slice(n, &at);
+    case OP_RNN: return parse_rnn(n, &at);
+    case OP_FOREACH: case OP_WHILE: case OP_COND: return cf_parse(n, doc, attrs);
     default:
         return KILN_OK;
     }
@@ -578,8 +710,16 @@ int ops_num_outputs(const rt_node *n) {
     case OP_BN: case OP_LN: return 3;
     case OP_POOL: return n->a.pool.type == 0 ? 2 : 1; /* MXNet 1.9's max-pool workspace */
     case OP_IDENTITY: return n->sub == DROPOUT ? 2 : 1;
+    case OP_RNN:
+        if (!n->a.rnn.state_outputs) return 1;
+        return n->a.rnn.mode == RNN_LSTM ? 3 : 2;
+    case OP_FOREACH: case OP_WHILE: case OP_COND: return (int)n->cf->num_outputs;
     default: return 1;
     }
+}
+
+int ops_extra_outputs(const rt_node *n) {
+    return n->op == OP_RNN || n->op == OP_FOREACH || n->op == OP_WHILE || n->op == OP_COND;
 }
 
 void ops_arity(const rt_node *n, int *lo, int *hi) {
@@ -592,6 +732,10 @@ void ops_arity(const rt_node *n, int *lo, int *hi) {
     case OP_LEAKY: *lo = *hi = n->sub == LEAKY_PRELU ? 2 : 1; break;
     case OP_BINARY: *lo = *hi = 2; break;
     case OP_CONCAT: case OP_ADDN: *lo = 1; *hi = RT_MAX_INPUTS_PER_NODE; break;
+    case OP_FILL: *lo = *hi = n->sub & FILL_LIKE ? 1 : 0; break;
+    case OP_DOT: *lo = *hi = 2; break;
+    case OP_RNN: *lo = *hi = n->a.rnn.mode == RNN_LSTM ? 4 : 3; break;
+    case OP_FOREACH: case OP_WHILE: case OP_COND: *lo = 1; *hi = RT_MAX_INPUTS_PER_NODE; break;
     default: break;
     }
 }

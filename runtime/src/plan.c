@@ -12,8 +12,12 @@
  * 3. Placement: values (and per-node workspaces) go into one arena, first fit by lifetime;
  *    memory is reused as soon as a value is dead. Everything is checked against the memory
  *    limit before anything is allocated.
+ * Control-flow bodies are graphs of their own, laid out while their node's shapes are inferred
+ * (cf_exec.c: plan_layout, nothing allocated); the root counts their memory (sub_bytes) in its
+ * check, then plan_alloc allocates every arena, the bodies' included.
  */
 #include "graph.h"
+#include "cf.h"
 #include "extra_kernels.h"
 #include "conv_packed.h"
 
@@ -218,6 +222,16 @@ static void workspaces(kiln_model *m) {
             s = (uint64_t)c * 8; /* at most 2 floats per element of one row or slab */
             break;
         }
+        case OP_DOT: m->gemm_scratch = 1; break;
+        case OP_RNN:
+            rnn_workspace(m, n);
+            m->gemm_scratch = 1;
+            break;
+        case OP_FOREACH: case OP_WHILE: case OP_COND:
+            cf_workspace(m, n);
+            s = n->cf->scratch_bytes;
+            if (n->cf->gemm_scratch) m->gemm_scratch = 1;
+            break;
         default: break;
         }
         if (s > m->scratch_bytes) m->scratch_bytes = s;
@@ -270,6 +284,9 @@ static uint64_t place(arena_plan *a, uint64_t size, int last) {
     return best;
 }
 
+/* outputs that get arena memory: the main one, and for control flow and RNN every one */
+static int placed_outputs(const rt_node *n) { return ops_extra_outputs(n) ? n->n_out : 1; }
+
 static kiln_status placement(kiln_model *m) {
     int nv = m->n_values;
     for (int v = 0; v < nv; v++) { m->values[v].first = -1; m->values[v].last = -1; }
@@ -277,9 +294,11 @@ static kiln_status placement(kiln_model *m) {
     for (int i = 0; i < m->n_nodes; i++) {
         rt_node *n = &m->nodes[i];
         if (n->skip) continue;
-        rt_value *out = &m->values[n->out];
-        out->first = i;
-        if (out->last < i) out->last = i;
+        for (int k = 0; k < placed_outputs(n); k++) {
+            rt_value *out = &m->values[k ? n->out0 + k : n->out];
+            out->first = i;
+            if (out->last < i) out->last = i;
+        }
         for (int k = 0; k <= n->n_in; k++) {
             int v = k < n->n_in ? n->in[k] : n->residual;
             if (v < 0) continue;
@@ -289,16 +308,18 @@ static kiln_status placement(kiln_model *m) {
     }
     for (int k = 0; k < m->n_heads; k++) m->values[root_of(m, m->heads[k])].last = m->n_nodes;
     arena_plan a = {NULL, 0, 0};
-    a.b = (block *)malloc((size_t)(m->n_nodes + 2) * 2 * sizeof(block));
+    a.b = (block *)malloc(((size_t)m->n_values + (size_t)m->n_nodes + 2) * sizeof(block));
     if (!a.b) return rt_fail(KILN_ERR_NOMEM, "out of memory planning");
     for (int i = 0; i < m->n_nodes; i++) {
         rt_node *n = &m->nodes[i];
         if (n->skip) continue;
         release_dead(&a, i);
-        rt_value *out = &m->values[n->out];
         uint64_t bytes;
-        rt_align_up((uint64_t)rt_shape_count(&out->shape) * 4, &bytes);
-        out->off = place(&a, bytes, out->last);
+        for (int k = 0; k < placed_outputs(n); k++) {
+            rt_value *out = &m->values[k ? n->out0 + k : n->out];
+            rt_align_up((uint64_t)rt_shape_count(&out->shape) * 4, &bytes);
+            out->off = place(&a, bytes, out->last);
+        }
         if (n->ws_bytes) {
             rt_align_up(n->ws_bytes, &bytes);
             n->ws_off = place(&a, bytes, i);
@@ -312,27 +333,35 @@ static kiln_status placement(kiln_model *m) {
 static kiln_status check_memory(const kiln_model *m) {
     uint64_t total = m->params.bytes, gemm = m->gemm_scratch ? ((uint64_t)5 << 20) : 0;
     if (rt_add_u64(total, m->input_bytes, &total) || rt_add_u64(total, m->arena_bytes, &total) ||
-        rt_add_u64(total, m->fold_bytes, &total) ||
+        rt_add_u64(total, m->fold_bytes, &total) || rt_add_u64(total, m->sub_bytes, &total) ||
         rt_add_u64(total, m->scratch_bytes + m->scratch_bytes / 4, &total) ||
         rt_add_u64(total, gemm, &total) || total > m->max_memory)
         return rt_fail(KILN_ERR_LIMIT, "running the model with these input shapes needs more "
                                        "than the memory limit (%llu bytes: parameters %llu, "
-                                       "intermediate values %llu, kernel scratch %llu)",
+                                       "intermediate values %llu, control-flow bodies %llu, "
+                                       "kernel scratch %llu)",
                        (unsigned long long)m->max_memory, (unsigned long long)m->params.bytes,
-                       (unsigned long long)m->arena_bytes,
+                       (unsigned long long)m->arena_bytes, (unsigned long long)m->sub_bytes,
                        (unsigned long long)(m->scratch_bytes + gemm));
     return KILN_OK;
 }
+
+static int has_bodies(const rt_node *n) { return n->cf != NULL; }
 
 void plan_release(kiln_model *m) {
     free(m->arena);
     m->arena = NULL;
     m->arena_bytes = 0;
+    m->sub_bytes = 0;
     m->planned = 0;
     m->ran = 0;
+    for (int i = 0; i < m->n_nodes && m->nodes; i++)
+        if (has_bodies(&m->nodes[i]))
+            for (int k = 0; k < m->nodes[i].cf->n_bodies; k++)
+                if (m->nodes[i].cf->body[k]) plan_release(m->nodes[i].cf->body[k]);
 }
 
-kiln_status plan_model(kiln_model *m) {
+kiln_status plan_layout(kiln_model *m) {
     kiln_status st;
     plan_release(m);
     if (!m->consumer) {
@@ -342,9 +371,27 @@ kiln_status plan_model(kiln_model *m) {
     for (int v = 0; v < m->n_values; v++) m->consumer[v] = -1;
     for (int i = 0; i < m->n_nodes; i++)
         for (int k = 0; k < m->nodes[i].n_in; k++) m->consumer[m->nodes[i].in[k]] = i;
+    /* infer_shapes lays out the bodies (cf_infer), adding their memory to sub_bytes */
     if ((st = infer_shapes(m)) || (st = fuse(m)) || (st = pack_convolutions(m))) return st;
     workspaces(m);
     if ((st = placement(m)) || (st = check_memory(m))) return st;
+    return KILN_OK;
+}
+
+void plan_bind(kiln_model *m) {
+    /* every value's address: arena values, inputs, then aliases (which point backwards) */
+    for (int v = 0; v < m->n_values; v++) {
+        rt_value *x = &m->values[v];
+        if (x->kind == VAL_INPUT) x->data = m->input_data[x->input];
+        else if (x->kind == VAL_TEMP && x->alias < 0)
+            x->data = x->first >= 0 && m->arena ? (float *)((char *)m->arena + x->off) : NULL;
+    }
+    for (int v = 0; v < m->n_values; v++)
+        if (m->values[v].alias >= 0) m->values[v].data = m->values[root_of(m, v)].data;
+}
+
+kiln_status plan_alloc(kiln_model *m) {
+    kiln_status st;
     if (m->arena_bytes) {
         void *p = NULL;
         if (posix_memalign(&p, RT_ALIGN, (size_t)m->arena_bytes) != 0)
@@ -352,15 +399,16 @@ kiln_status plan_model(kiln_model *m) {
                            (unsigned long long)m->arena_bytes);
         m->arena = p;
     }
-    /* every value's address: arena values, inputs, then aliases (which point backwards) */
-    for (int v = 0; v < m->n_values; v++) {
-        rt_value *x = &m->values[v];
-        if (x->kind == VAL_INPUT) x->data = m->input_data[x->input];
-        else if (x->kind == VAL_TEMP && x->alias < 0)
-            x->data = x->first >= 0 ? (float *)((char *)m->arena + x->off) : NULL;
-    }
-    for (int v = 0; v < m->n_values; v++)
-        if (m->values[v].alias >= 0) m->values[v].data = m->values[root_of(m, v)].data;
+    for (int i = 0; i < m->n_nodes; i++)
+        if (has_bodies(&m->nodes[i]))
+            for (int k = 0; k < m->nodes[i].cf->n_bodies; k++)
+                if ((st = plan_alloc(m->nodes[i].cf->body[k]))) return st;
+    plan_bind(m);
     m->planned = 1;
     return KILN_OK;
+}
+
+kiln_status plan_model(kiln_model *m) {
+    kiln_status st = plan_layout(m);
+    return st ? st : plan_alloc(m);
 }

@@ -2,11 +2,14 @@
  *
  *   kiln-run model-symbol.json model-0000.params input.npy [more inputs.npy ...]
  *            [-o output.npy] [--bench N] [--threads T] [--max-memory BYTES]
+ *            [--max-loop-steps N]
  *
  * Inputs are matched to the model's inputs in order. -o writes output 0 (and output k, when
  * the model has several, to the same name with "-k" before ".npy"). --bench N runs N more
  * times after a warm-up and prints the time per run (set_input + run, as a caller would do
- * each time). Exit status: 0 ok, 1 a model or input error (the message on stderr), 2 usage.
+ * each time). --max-loop-steps bounds the control-flow steps of one run
+ * (kiln_model_set_max_loop_steps). Exit status: 0 ok, 1 a model or input error (the message on
+ * stderr), 2 usage.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "kiln_runtime.h"
@@ -19,7 +22,8 @@
 
 static void usage(void) {
     fprintf(stderr, "usage: kiln-run model-symbol.json model-0000.params input.npy [input2.npy "
-                    "...] [-o output.npy] [--bench N] [--threads T] [--max-memory BYTES]\n");
+                    "...] [-o output.npy] [--bench N] [--threads T] [--max-memory BYTES] "
+                    "[--max-loop-steps N]\n");
 }
 
 static double now_us(void) {
@@ -55,6 +59,7 @@ static char *output_name(const char *base, int k) {
 int main(int argc, char **argv) {
     const char *files[64];
     int nfiles = 0, bench = 0;
+    unsigned long long max_steps = 0;
     const char *out_path = NULL;
     kiln_options opts = {0, 0};
     for (int i = 1; i < argc; i++) {
@@ -67,6 +72,8 @@ int main(int argc, char **argv) {
             opts.num_threads = atoi(argv[++i]);
         } else if (strcmp(a, "--max-memory") == 0 && i + 1 < argc) {
             opts.max_memory = strtoull(argv[++i], NULL, 10);
+        } else if (strcmp(a, "--max-loop-steps") == 0 && i + 1 < argc) {
+            max_steps = strtoull(argv[++i], NULL, 10);
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage();
             return 0;
@@ -87,6 +94,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "kiln-run: %s\n", kiln_last_error());
         return 1;
     }
+    if (max_steps) kiln_model_set_max_loop_steps(m, (uint64_t)max_steps);
     int n_in = nfiles - 2, rc = 1;
     npy_array inputs[62];
     memset(inputs, 0, sizeof inputs);

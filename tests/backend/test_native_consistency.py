@@ -340,3 +340,34 @@ def test_elementwise_gradients(backend):
     y2.backward()
     close(y2, y)
     close(x.grad, ref)
+
+
+@pytest.mark.parametrize("shape,axis", [((16, 5), -1), ((4, 6, 3), 1)])
+def test_softmax_cross_entropy_loss_block(backend, shape, axis):
+    """gluon.loss.SoftmaxCrossEntropyLoss (one fused operator) hybridized: loss and input
+    gradient as eager, in C on the native backend (float labels, some out of range)."""
+    from kiln import gluon
+
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss(axis=axis)
+    x = data(*shape, seed=12, scale=3.0)
+    lshape = tuple(d for i, d in enumerate(shape) if i != axis % len(shape))
+    y = np.array(onp.random.default_rng(13).integers(-1, shape[axis] + 1, lshape)
+                 .astype(onp.float32))
+
+    def run():
+        x.attach_grad()
+        with autograd.record():
+            loss = loss_fn(x, y)
+        loss.backward(np.array(onp.linspace(0.5, 2, loss.size).reshape(loss.shape)
+                               .astype(onp.float32)))
+        return loss.asnumpy(), x.grad.asnumpy()
+
+    ref = run()
+    loss_fn.hybridize(backend=backend)
+    for _ in range(2):
+        got = run()
+        close(got[0], ref[0])
+        close(got[1], ref[1])
+    if backend == "native":
+        for info in compiled_infos(loss_fn):
+            assert not info["python_nodes"], info["python_nodes"]

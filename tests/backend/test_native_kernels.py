@@ -86,14 +86,23 @@ def test_dense(lib, m, act):
 
 
 @pytest.mark.parametrize("log", [0, 1])
-@pytest.mark.parametrize("shape", [(5, 10, 1), (3, 100, 1), (2, 7, 6)])
-def test_softmax(lib, log, shape):
+@pytest.mark.parametrize("shape", [(5, 10, 1), (3, 100, 1), (2, 7, 6),
+                                   # few classes, many rows: blocks of 16 rows (one partial)
+                                   (37, 10, 1), (256, 2, 1), (16, 15, 1), (8, 1, 1)])
+@pytest.mark.parametrize("scale", [1.0, 0.5])
+def test_softmax(lib, log, shape, scale):
     x = rand(*shape) * 5
+    if shape[0] > 20:
+        x[3, 0, 0] = np.nan       # a NaN row stays NaN, its neighbours are unaffected
+        x[4, 1, 0] = np.inf
+        x[5, :, 0] = -np.inf
     y = np.empty_like(x)
-    lib.kiln_softmax_f32(ptr(x), ptr(y), *shape, 1.0, log)
-    z = x - x.max(axis=1, keepdims=True)
-    expect = z - np.log(np.exp(z).sum(axis=1, keepdims=True)) if log else \
-        np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    lib.kiln_softmax_f32(ptr(x), ptr(y), *shape, scale, log)
+    xs = x.astype(np.float64) * scale
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = xs - xs.max(axis=1, keepdims=True)
+        expect = z - np.log(np.exp(z).sum(axis=1, keepdims=True)) if log else \
+            np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(y, expect, rtol=1e-5, atol=1e-6)
 
 

@@ -217,6 +217,15 @@ SAMPLES["pick"] = [sample(F32_23, onp.array([2, 0])),
                           keepdims=True)]
 SAMPLES["pick_backward"] = [sample(_f32(2), onp.array([2, 0]), shape=(2, 3)),
                             sample(_f32(2, 1), onp.array([2, 0]), keepdims=True, shape=(2, 3))]
+SAMPLES["softmax_cross_entropy"] = [
+    sample(F32_23, onp.array([2, 0])),
+    sample(F32_234, onp.array([[0, 1, 2, 0], [1, 1, 1, 1]]), axis=1),
+    sample(F32_23, onp.array([[5], [-1]]), axis=-1),         # labels clipped into range
+]
+SAMPLES["softmax_cross_entropy_backward"] = [
+    sample(F32_23, onp.array([2, 0]), _f32(2)),
+    sample(F32_234, onp.array([[0, 1, 2, 0], [1, 1, 1, 1]]), _f32(2, 4), axis=1),
+]
 
 # ---- fused operators (made by the fusion passes) ----------------------------------------------
 SAMPLES["fused_dense"] = [

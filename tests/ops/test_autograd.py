@@ -307,3 +307,38 @@ def test_autograd_function_with_several_inputs_and_outputs():
 def test_function_base_class_requires_forward_and_backward():
     with pytest.raises(NotImplementedError):
         autograd.Function()(np.ones(1))
+
+
+def test_products_skip_the_cotangents_nobody_needs():
+    """A dense layer's (and matmul's) rule computes no product for an input that is neither a
+    variable nor computed from one; the gradients that are wanted stay exact."""
+    from kiln.ops.linalg import Matmul
+    from kiln.ops.nn import FullyConnected
+
+    rng = onp.random.default_rng(0)
+    x = np.array(rng.standard_normal((5, 3)).astype("float32"))
+    w = np.array(rng.standard_normal((4, 3)).astype("float32"))
+    b = np.array(rng.standard_normal(4).astype("float32"))
+    g = np.array(rng.standard_normal((5, 4)).astype("float32"))
+    w.attach_grad()
+    attrs = {"num_hidden": 4, "no_bias": False, "flatten": True}
+    gx, gw, gb = FullyConnected.grad((x, w, b), None, (g,), **attrs)
+    assert gx is None and gb is None
+    onp.testing.assert_allclose(gw.asnumpy(), g.asnumpy().T @ x.asnumpy(), rtol=1e-5)
+    ga, gm = Matmul.grad((g, w), None, (np.array(onp.ones((5, 3), "float32")),))
+    assert ga is None and gm is not None
+    assert autograd.needs_cotangent(w) and not autograd.needs_cotangent(x)
+
+    for track_x in (False, True):
+        x2 = np.array(x.asnumpy())
+        if track_x:
+            x2.attach_grad()
+        with autograd.record():
+            h = npx.fully_connected(x2, w, b, num_hidden=4)
+            loss = (np.matmul(h, np.ones((4, 2))) ** 2).sum()
+        loss.backward()
+        hn = x.asnumpy() @ w.asnumpy().T + b.asnumpy()
+        gh = 2 * (hn @ onp.ones((4, 2))) @ onp.ones((2, 4))
+        onp.testing.assert_allclose(w.grad.asnumpy(), gh.T @ x.asnumpy(), rtol=1e-4)
+        if track_x:
+            onp.testing.assert_allclose(x2.grad.asnumpy(), gh @ w.asnumpy(), rtol=1e-4)

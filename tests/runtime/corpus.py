@@ -5,13 +5,16 @@
 (name, bytes) pairs: truncations of the params file at many offsets, bit flips and random byte
 edits, edited header fields (magics, counts, dimensions, type and storage codes, names), and
 JSON mutations (deleted keys, wrong types, out-of-range and forward input indices, cycles,
-unknown ops, bad and huge attribute values, deep nesting, invalid UTF-8, truncations).
+unknown ops, bad and huge attribute values, deep nesting, invalid UTF-8, truncations), and for
+control-flow nodes mutations of their subgraphs list and of the graphs inside (nesting past the
+limit included).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
 import random
 import struct
 from collections.abc import Iterator
@@ -149,8 +152,9 @@ def _mutate_json(doc: dict, rng: random.Random) -> Iterator[tuple[str, object]]:
             d["nodes"][i]["attrs"][key] = 5
             yield f"n{i}-{key}=int", d
     # a cycle: node a reads a later node b that reads a
-    if len(ops) >= 2:
-        a, b = ops[0], ops[1]
+    reading = [i for i in ops if nodes[i].get("inputs")]
+    if len(reading) >= 2:
+        a, b = reading[0], reading[1]
         d = copy.deepcopy(doc)
         d["nodes"][a]["inputs"][0] = [b, 0, 0]
         yield "cycle", d
@@ -168,6 +172,70 @@ def _dup_var(doc):
             if n["op"] == "null" and n["name"] == names[1]:
                 n["name"] = names[0]
     return d
+
+
+def _bodies(doc: dict, path: tuple = ()) -> Iterator[tuple[tuple, dict]]:
+    """(path, node) for every control-flow node, in bodies too; a path is the (node index,
+    subgraph index) steps from the top graph to the graph holding the node."""
+    for i, node in enumerate(doc["nodes"]):
+        subs = node.get("subgraphs")
+        if isinstance(subs, list):
+            yield path, i, node
+            for k, body in enumerate(subs):
+                if isinstance(body, dict) and isinstance(body.get("nodes"), list):
+                    yield from _bodies(body, path + ((i, k),))
+
+
+def _graph_at(doc: dict, path: tuple) -> dict:
+    for i, k in path:
+        doc = doc["nodes"][i]["subgraphs"][k]
+    return doc
+
+
+def _deep_cond(depth: int) -> dict:
+    """A _cond whose then-branch holds another, `depth` levels: past the nesting limit."""
+    leaf = {"nodes": [{"op": "null", "name": "x", "inputs": []},
+                      {"op": "_copy", "name": "c", "inputs": [[0, 0, 0]]}],
+            "arg_nodes": [0], "heads": [[1, 0, 0]]}
+    body = leaf
+    for _ in range(depth):
+        body = {"nodes": [{"op": "null", "name": "x", "inputs": []},
+                          {"op": "_cond", "name": "c", "inputs": [[0, 0, 0], [0, 0, 0]],
+                           "attrs": {"cond_input_locs": "[0]", "then_input_locs": "[1]",
+                                     "else_input_locs": "[1]", "num_args": "5",
+                                     "num_outputs": "1"},
+                           "subgraphs": [leaf, body, leaf]}],
+                "arg_nodes": [0], "heads": [[1, 0, 0]]}
+    return body
+
+
+def subgraph_cases(doc: dict, rng: random.Random, per_body: int) -> Iterator[tuple[str, object]]:
+    """Mutations of control-flow nodes: their subgraphs list and, inside each body, a sample of
+    the mutations _mutate_json makes to a graph (nested bodies included)."""
+    for path, i, node in list(_bodies(doc)):
+        tag = "".join(f"{a}.{b}/" for a, b in path) + f"n{i}"
+
+        def edited(fn, d=None):
+            d = copy.deepcopy(doc) if d is None else d
+            fn(_graph_at(d, path)["nodes"][i])
+            return d
+        n_sub = len(node["subgraphs"])
+        for bad in (None, 1, "x", {}, [], [1], [{}], [[]], node["subgraphs"][:-1],
+                    node["subgraphs"] + node["subgraphs"][:1]):
+            yield f"{tag}-subgraphs={json.dumps(bad)[:20]}", edited(
+                lambda n, b=bad: n.__setitem__("subgraphs", copy.deepcopy(b)))
+        yield f"{tag}-no-subgraphs", edited(lambda n: n.pop("subgraphs"))
+        yield f"{tag}-too-deep", edited(lambda n: n["subgraphs"].__setitem__(0, _deep_cond(9)))
+        for k in range(n_sub):
+            body = node["subgraphs"][k]
+            for key, bad in (("heads", []), ("heads", [[0, 9, 0]]), ("heads", [[99, 0, 0]]),
+                             ("nodes", []), ("nodes", [{"op": "null", "name": "v"}])):
+                yield f"{tag}-s{k}-{key}={bad}", edited(
+                    lambda n, k=k, key=key, bad=bad: n["subgraphs"][k].__setitem__(key, bad))
+            mutations = list(_mutate_json(body, rng))
+            for name, m in rng.sample(mutations, min(per_body, len(mutations))):
+                yield f"{tag}-s{k}-{name}", edited(
+                    lambda n, k=k, m=m: n["subgraphs"].__setitem__(k, m))
 
 
 def json_text_cases(js: bytes, rng: random.Random, n_random: int) -> Iterator[tuple[str, bytes]]:
@@ -197,29 +265,62 @@ def json_text_cases(js: bytes, rng: random.Random, n_random: int) -> Iterator[tu
     yield "control-char", js.replace(b'"name": "', b'"name": "\x01', 1)
 
 
-def cases(js: bytes, params: bytes, shape: tuple, seed: int = 0,
-          n_random: int = 40) -> Iterator[tuple[str, bytes]]:
-    """Every mutation of one model as a fuzz input (name, bytes)."""
+def cases(js: bytes, params: bytes, shape: tuple, seed: int = 0, n_random: int = 40,
+          mutate_params: bool = True, per_body: int = 60) -> Iterator[tuple[str, bytes]]:
+    """Every mutation of one model as a fuzz input (name, bytes); control-flow nodes' bodies get
+    `per_body` of the graph mutations each (mutate_params=False leaves the params file alone)."""
     rng = random.Random(seed)
     yield "original", fuzz_input(js, params, shape)
-    for name, p in params_cases(params, rng, n_random):
+    for name, p in params_cases(params, rng, n_random) if mutate_params else ():
         yield name, fuzz_input(js, p, shape)
     for name, j in json_text_cases(js, rng, n_random):
         yield name, fuzz_input(j, params, shape)
     doc = json.loads(js)
     for name, d in _mutate_json(doc, rng):
         yield name, fuzz_input(json.dumps(d).encode(), params, shape)
+    for name, d in subgraph_cases(doc, rng, per_body):
+        yield name, fuzz_input(json.dumps(d).encode(), params, shape)
     for bad_shape in ((1,), (2, 3), (1, 1, 1, 1), ()):
         yield f"shape={bad_shape}", fuzz_input(js, params, bad_shape)
 
 
-def write_seeds(out_dir: str) -> int:
-    """Seed inputs for the fuzzer: each MXNet test model as one fuzz input."""
-    import os
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "io", "data", "mxnet")
 
+
+def _zero_states(doc: dict, names: set, shape: tuple) -> bytes:
+    """The variables `names` replaced by _zeros of `shape`: a model with one input (the fuzz
+    driver gives every input the same shape)."""
+    for node in doc["nodes"]:
+        if node["name"] in names:
+            node.update(op="_zeros", attrs={"shape": str(shape), "dtype": "float32"})
+    doc["arg_nodes"] = [i for i, n in enumerate(doc["nodes"]) if n["op"] == "null"]
+    return json.dumps(doc).encode()
+
+
+def control_flow_models() -> Iterator[tuple[str, bytes, bytes, tuple]]:
+    """(name, symbol JSON, params, input shape) for MXNet's control-flow files, each with
+    inputs of one shape (the foreach's state and the LSTM's states from _zeros)."""
+    rec = os.path.join(DATA, "recurrent")
+
+    def read(name, ext):
+        with open(os.path.join(rec, name + ext), "rb") as f:
+            return f.read()
+    for name, shape in (("while", (2,)), ("cond_then", (2, 3)), ("nested", (3,))):
+        yield name, read(name, "-symbol.json"), read(name, "-0000.params"), shape
+    doc = json.loads(read("foreach", "-symbol.json"))
+    yield ("foreach", _zero_states(doc, {"data1"}, (2, 4)), read("foreach", "-0000.params"),
+           (5, 2, 3))
+    doc = json.loads(read("lstm_export", "-symbol.json"))
+    yield ("lstm", _zero_states(doc, {"data1", "data2"}, (4, 2, 4)),
+           read("lstm_export", "-0000.params"), (5, 2, 3))
+
+
+def write_seeds(out_dir: str) -> int:
+    """Seed inputs for the fuzzer: each MXNet test model as one fuzz input, and the
+    control-flow models."""
     import numpy as onp
 
-    data = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "io", "data", "mxnet")
+    data = DATA
     os.makedirs(out_dir, exist_ok=True)
     names = sorted(f[:-len("-symbol.json")] for f in os.listdir(data) if f.endswith(".json"))
     for name in names:
@@ -230,6 +331,10 @@ def write_seeds(out_dir: str) -> int:
             params = f.read()
         shape = onp.load(prefix + "_x.npy").shape
         with open(os.path.join(out_dir, f"seed_{name}"), "wb") as f:
+            f.write(fuzz_input(js, params, shape))
+    for name, js, params, shape in control_flow_models():
+        names.append(name)
+        with open(os.path.join(out_dir, f"seed_cf_{name}"), "wb") as f:
             f.write(fuzz_input(js, params, shape))
     return len(names)
 

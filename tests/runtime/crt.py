@@ -79,6 +79,7 @@ class Runtime:
                                                 ctypes.POINTER(ctypes.c_int)]
         lib.kiln_model_memory.argtypes = [p]
         lib.kiln_model_memory.restype = ctypes.c_uint64
+        lib.kiln_model_set_max_loop_steps.argtypes = [p, ctypes.c_uint64]
 
     def check(self, status: int) -> None:
         if status:
@@ -127,6 +128,12 @@ class Model:
 
     def run(self) -> None:
         self.rt.check(self.lib.kiln_model_run(self.h))
+
+    def set_max_loop_steps(self, steps: int) -> None:
+        self.rt.check(self.lib.kiln_model_set_max_loop_steps(self.h, steps))
+
+    def outputs_all(self) -> list[onp.ndarray]:
+        return [self.output(k) for k in range(len(self.outputs))]
 
     def output(self, i: int = 0) -> onp.ndarray:
         data = ctypes.POINTER(ctypes.c_float)()

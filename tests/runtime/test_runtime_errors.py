@@ -172,7 +172,7 @@ def _edit(fn):
     (lambda d: d["nodes"][2].update(inputs=[[0, 0, 0]]), "GRAPH", ["takes 2 inputs"]),
     (lambda d: d["nodes"][2].update(inputs=[[0, 0], ["1", 0]]), "GRAPH", ["not an integer"]),
     (lambda d: d["nodes"][2].update(op="FancyOp"), "UNSUPPORTED", ["unknown operator 'FancyOp'"]),
-    (lambda d: d["nodes"][2].update(subgraphs=[]), "UNSUPPORTED", ["subgraphs"]),
+    (lambda d: d["nodes"][2].update(subgraphs=[]), "GRAPH", ["'subgraphs'", "only _foreach"]),
     (lambda d: d["nodes"][2]["attrs"].update(num_hidden="four"), "ATTRIBUTE",
      ["num_hidden", "not an integer", "'fc'"]),
     (lambda d: d["nodes"][2]["attrs"].update(num_hidden=4), "GRAPH", ["not a string"]),

@@ -319,3 +319,55 @@ def test_softmax_family_clip_addn_layernorm(runtime):
     y = run_op(runtime, "BatchNorm", {"fix_gamma": False}, [x],
                {"g": onp.ones(3), "b": onp.zeros(3), "m": onp.zeros(3), "v": onp.ones(3)})
     onp.testing.assert_allclose(y, x / onp.sqrt(1 + 1e-3), rtol=RTOL)
+
+
+@pytest.mark.parametrize("op,attrs,key", [
+    ("slice", {"begin": "(1, None)", "end": "(3, None)", "step": "[None, 2]"},
+     (slice(1, 3), slice(None, None, 2))),
+    ("slice", {"begin": "(None, -1)", "end": "(None, 0)", "step": "(None, -1)"},
+     (slice(None), slice(-1, 0, -1))),
+    ("_npi_slice", {"begin": "(-2,)", "end": "(None,)"}, (slice(-2, None),)),
+    ("slice", {"begin": "(0, 1, None)", "end": "(1, 100, None)", "step": "(1, 3, -2)"},
+     (slice(0, 1), slice(1, 100, 3), slice(None, None, -2))),
+    ("slice_axis", {"axis": "-1", "begin": "1", "end": "None"}, (Ellipsis, slice(1, None))),
+    ("slice_axis", {"axis": "1", "begin": "-3", "end": "-1"}, (slice(None), slice(-3, -1))),
+])
+def test_slice(runtime, op, attrs, key):
+    x = rng.standard_normal((4, 5, 6)).astype(onp.float32)
+    onp.testing.assert_array_equal(run_op(runtime, op, attrs, [x]), x[key])
+
+
+@pytest.mark.parametrize("op,axis", [("reverse", "(0,)"), ("_npi_flip", "(0, 2)"),
+                                     ("reverse", "1"), ("_npi_flip", "(-1, 0, 1)")])
+def test_flip(runtime, op, axis):
+    x = rng.standard_normal((3, 4, 5)).astype(onp.float32)
+    axes = tuple(int(a) for a in axis.strip("()").split(",") if a.strip())
+    onp.testing.assert_array_equal(run_op(runtime, op, {"axis": axis}, [x]), onp.flip(x, axes))
+
+
+@pytest.mark.parametrize("op,attrs,a,b,fn", [
+    ("dot", {}, (3, 4), (4, 5), onp.dot),
+    ("dot", {"transpose_a": True}, (4, 3), (4, 5), lambda a, b: a.T @ b),
+    ("dot", {"transpose_b": True}, (3, 4), (5, 4), lambda a, b: a @ b.T),
+    ("dot", {"transpose_a": True, "transpose_b": True}, (4, 3), (5, 4), lambda a, b: a.T @ b.T),
+    ("dot", {}, (2, 3, 4), (4, 2, 5), lambda a, b: onp.tensordot(a, b, axes=1)),
+    ("dot", {}, (4,), (4,), lambda a, b: onp.dot(a, b)),
+    ("_np_dot", {}, (2, 3, 4), (4, 5), onp.dot),
+    ("_np_dot", {}, (4,), (4, 3), onp.dot),
+])
+def test_dot(runtime, op, attrs, a, b, fn):
+    x, y = rng.standard_normal(a).astype(onp.float32), rng.standard_normal(b).astype(onp.float32)
+    got = run_op(runtime, op, attrs, [x, y], n_data=2)
+    onp.testing.assert_allclose(got, fn(x, y), rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("op,attrs,want", [
+    ("_zeros", {"shape": "(2, 3)", "dtype": "float32"}, onp.zeros((2, 3))),
+    ("_npi_ones", {"shape": "(4,)"}, onp.ones(4)),
+    ("_full", {"shape": "(1, 2)", "value": "2.5"}, onp.full((1, 2), 2.5)),
+    ("_zeros", {"shape": "()"}, onp.zeros(())),
+])
+def test_creation(runtime, op, attrs, want):
+    onp.testing.assert_array_equal(run_op(runtime, op, attrs, [], n_data=0), want)
+    x = rng.standard_normal((2, 3)).astype(onp.float32)
+    onp.testing.assert_array_equal(run_op(runtime, "ones_like", {}, [x]), onp.ones((2, 3)))

@@ -2,7 +2,9 @@
 corpus of mutated model files (corpus.py: truncations at many offsets, bit flips, random byte
 edits, edited header fields, mutated JSON) through runtime/fuzz/fuzz_load.c's standalone
 driver, which loads each case from memory and, when that succeeds, runs it. Every case must
-end in an error code or a result: no sanitizer report, no crash, no hang (a timeout)."""
+end in an error code or a result: no sanitizer report, no crash, no hang (a timeout). The
+control-flow files (MXNet's _foreach, _while_loop, _cond, nested, and its fused RNN) have a
+corpus of their own, with mutations inside their subgraphs."""
 
 import subprocess
 from pathlib import Path
@@ -14,6 +16,21 @@ import crt
 
 DATA = Path(__file__).resolve().parents[1] / "io" / "data" / "mxnet"
 MODELS = ["mlp_np", "lenet_legacy", "resnet_np", "misc_legacy", "misc_np"]
+
+
+def _run_driver(build, paths, tmp_path):
+    """The standalone fuzz driver over every case: (cases loaded, cases run)."""
+    listing = tmp_path / "cases.txt"
+    listing.write_text("\n".join(paths))
+    proc = subprocess.run([str(build / "fuzz-driver"), "--list", str(listing)],
+                          capture_output=True, text=True, timeout=240)
+    last = [ln for ln in proc.stderr.splitlines() if ln.startswith("case ")][-1:]
+    report = [ln for ln in proc.stderr.splitlines() if not ln.startswith("case ")]
+    assert proc.returncode == 0 and not report, (last, "\n".join(report[-40:]))
+    summary = proc.stdout.strip().splitlines()[-1]
+    assert summary.startswith(f"ran {len(paths)} cases"), summary
+    loaded, ran = (int(w) for w in summary.replace(",", " ").split()[3::2])
+    return loaded, ran
 
 
 def test_mutated_files_under_sanitizers(tmp_path):
@@ -28,18 +45,25 @@ def test_mutated_files_under_sanitizers(tmp_path):
             path = tmp_path / f"{name}-{i}"
             path.write_bytes(data)
             paths.append(str(path))
-    listing = tmp_path / "cases.txt"
-    listing.write_text("\n".join(paths))
-    proc = subprocess.run([str(build / "fuzz-driver"), "--list", str(listing)],
-                          capture_output=True, text=True, timeout=240)
-    last = [ln for ln in proc.stderr.splitlines() if ln.startswith("case ")][-1:]
-    report = [ln for ln in proc.stderr.splitlines() if not ln.startswith("case ")]
-    assert proc.returncode == 0 and not report, (last, "\n".join(report[-40:]))
-    summary = proc.stdout.strip().splitlines()[-1]
-    assert summary.startswith(f"ran {len(paths)} cases"), summary
+    loaded, ran = _run_driver(build, paths, tmp_path)
     # the corpus must reach the runner too, not only the parsers
-    loaded, ran = (int(w) for w in summary.replace(",", " ").split()[3::2])
-    assert len(paths) > 5000 and loaded > 500 and ran > 400, summary
+    assert len(paths) > 5000 and loaded > 500 and ran > 400, (loaded, ran)
+
+
+def test_mutated_control_flow_files_under_sanitizers(tmp_path):
+    """The same for control flow and the fused RNN: JSON mutations of the top graph, of the
+    subgraphs list and inside every body (the params reader is covered above)."""
+    build = crt.build("asan", "build/asan")
+    paths = []
+    for name, js, params, shape in corpus.control_flow_models():
+        for i, (_, data) in enumerate(corpus.cases(js, params, shape, seed=len(paths),
+                                                   n_random=20, mutate_params=False,
+                                                   per_body=150)):
+            path = tmp_path / f"{name}-{i}"
+            path.write_bytes(data)
+            paths.append(str(path))
+    loaded, ran = _run_driver(build, paths, tmp_path)
+    assert len(paths) > 3000 and loaded > 500 and ran > 300, (loaded, ran)
 
 
 def test_npy_reader_under_sanitizers(tmp_path):

@@ -14,6 +14,7 @@
  *   sgd_update, adam_update, sgd_update_multi, adam_update_multi: fused optimizer steps on
  *       float32 arrays, in place (see optimizer_kernels.py).
  *   set_blas, blas_kind, set_num_threads, get_num_threads: kernel-library settings.
+ *   matmul_f32: a 2-D float32 product through kiln_sgemm for eager code (kiln/ops/_gemm.py).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -540,6 +541,98 @@ out:
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * matrix products for eager code (kiln/ops/_gemm.py)
+ * ------------------------------------------------------------------------------------------- */
+
+/* How a 2-D float32 array is read by a row-major GEMM: *trans = 0 with rows `ld` elements
+ * apart (a C-ordered matrix, or rows of a larger one), or *trans = 1 when it is the transpose
+ * of such a matrix (x.T of a C-ordered x). 0 when the strides fit neither. A dimension of
+ * length 1 has no meaningful stride, so it never decides. */
+static int gemm_layout(PyArrayObject *x, int *trans, long *ld) {
+    npy_intp r = PyArray_DIM(x, 0), c = PyArray_DIM(x, 1);
+    npy_intp s0 = PyArray_STRIDE(x, 0), s1 = PyArray_STRIDE(x, 1);
+    const npy_intp f = (npy_intp)sizeof(float);
+    if ((c == 1 || s1 == f) && (r == 1 || (s0 % f == 0 && s0 >= f * c))) {
+        *trans = 0;
+        *ld = (long)(r == 1 ? c : s0 / f);
+        return 1;
+    }
+    if ((r == 1 || s0 == f) && (c == 1 || (s1 % f == 0 && s1 >= f * r))) {
+        *trans = 1;
+        *ld = (long)(c == 1 ? r : s1 / f);
+        return 1;
+    }
+    return 0;
+}
+
+static int gemm_operand(PyObject *o) {
+    return PyArray_Check(o) && PyArray_TYPE((PyArrayObject *)o) == NPY_FLOAT32 &&
+           PyArray_NDIM((PyArrayObject *)o) == 2 && PyArray_ISALIGNED((PyArrayObject *)o) &&
+           PyArray_ISNOTSWAPPED((PyArrayObject *)o);
+}
+
+/* The bytes an array's elements span, for overlap checks. */
+static void byte_range(PyArrayObject *x, char **lo, char **hi) {
+    char *p = PyArray_BYTES(x);
+    npy_intp span = 0;
+    for (int d = 0; d < PyArray_NDIM(x); d++)
+        span += (PyArray_DIM(x, d) - 1) * PyArray_STRIDE(x, d);
+    *lo = p;
+    *hi = p + span + PyArray_ITEMSIZE(x);
+}
+
+static int overlaps(PyArrayObject *a, PyArrayObject *b) {
+    char *alo, *ahi, *blo, *bhi;
+    byte_range(a, &alo, &ahi);
+    byte_range(b, &blo, &bhi);
+    return alo < bhi && blo < ahi;
+}
+
+/* matmul_f32(a, b, out, min_work) -> out (a new C-ordered array when out is None), or None
+ * when this product is not one it handles: operands that are not 2-D aligned float32 matrices
+ * read row- or column-wise, an empty product, m*n*k below `min_work`, or an `out` that is not a
+ * C-ordered (m, n) float32 array apart from the operands. The caller then uses NumPy. The
+ * product runs in kiln_sgemm (BLAS blocks or built-in kernels on kiln's pool) with the GIL
+ * released. */
+static PyObject *py_matmul_f32(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    if (n != 4) {
+        PyErr_SetString(PyExc_TypeError, "matmul_f32(a, b, out, min_work)");
+        return NULL;
+    }
+    PyObject *ao = args[0], *bo = args[1], *oo = args[2];
+    if (!gemm_operand(ao) || !gemm_operand(bo)) Py_RETURN_NONE;
+    PyArrayObject *a = (PyArrayObject *)ao, *b = (PyArrayObject *)bo;
+    long m = (long)PyArray_DIM(a, 0), k = (long)PyArray_DIM(a, 1), n_ = (long)PyArray_DIM(b, 1);
+    if (PyArray_DIM(b, 0) != k || m == 0 || n_ == 0 || k == 0) Py_RETURN_NONE;
+    double min_work = PyFloat_AsDouble(args[3]);
+    if (min_work == -1.0 && PyErr_Occurred()) return NULL;
+    if ((double)m * n_ * k < min_work) Py_RETURN_NONE;
+    int ta, tb;
+    long lda, ldb;
+    if (!gemm_layout(a, &ta, &lda) || !gemm_layout(b, &tb, &ldb)) Py_RETURN_NONE;
+    PyArrayObject *out;
+    if (oo == Py_None) {
+        npy_intp dims[2] = {m, n_};
+        out = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+        if (!out) return NULL;
+    } else {
+        if (!gemm_operand(oo) || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)oo) ||
+            !PyArray_ISWRITEABLE((PyArrayObject *)oo) ||
+            PyArray_DIM((PyArrayObject *)oo, 0) != m || PyArray_DIM((PyArrayObject *)oo, 1) != n_ ||
+            overlaps((PyArrayObject *)oo, a) || overlaps((PyArrayObject *)oo, b))
+            Py_RETURN_NONE;
+        out = (PyArrayObject *)oo;
+        Py_INCREF(out);
+    }
+    const float *pa = (const float *)PyArray_DATA(a), *pb = (const float *)PyArray_DATA(b);
+    float *pc = (float *)PyArray_DATA(out);
+    Py_BEGIN_ALLOW_THREADS
+    kiln_sgemm(ta, tb, m, n_, k, 1.0f, pa, lda, pb, ldb, 0.0f, pc, n_);
+    Py_END_ALLOW_THREADS
+    return (PyObject *)out;
+}
+
+/* ---------------------------------------------------------------------------------------------
  * settings
  * ------------------------------------------------------------------------------------------- */
 
@@ -603,6 +696,8 @@ static PyMethodDef methods[] = {
     {"adam_update_multi", (PyCFunction)(void (*)(void))py_adam_update_multi, METH_FASTCALL,
      "adam_update_multi(weights, grads, means, vars, lrs, wds, beta1, beta2, epsilon, "
      "rescale, clip)"},
+    {"matmul_f32", (PyCFunction)(void (*)(void))py_matmul_f32, METH_FASTCALL,
+     "matmul_f32(a, b, out, min_work): a @ b for 2-D float32 in kiln_sgemm, or None"},
     {"set_blas", py_set_blas, METH_VARARGS, "set_blas(kind, address)"},
     {"blas_kind", py_blas_kind, METH_NOARGS, "0 none, 1 cblas64, 2 cblas, 3 f77"},
     {"set_blas_threads", py_set_blas_threads, METH_VARARGS,

@@ -533,6 +533,56 @@ def _pick_backward(gen: Generator, n: Node) -> bool:
     return True
 
 
+@register_lowering("softmax_cross_entropy", "softmax_cross_entropy_backward")
+def _softmax_cross_entropy(gen: Generator, n: Node) -> bool:
+    """Both through the threaded softmax kernel: forward, log-softmax into scratch memory and
+    the label's entry picked and negated; backward, softmax into the output, 1 subtracted at
+    the label, scaled by the cotangent."""
+    x, index = gen.view(n.inputs[0]), gen.view(n.inputs[1])
+    backward = n.op == "softmax_cross_entropy_backward"
+    ct = gen.view(n.inputs[2]) if backward else None
+    if not _f32(x) or x.is_literal or index.is_literal or not x.shape or \
+            n.avals[0].dtype != F32 or not supported_dtype(index.dtype):
+        return False
+    if ct is not None and (not _f32(ct) or ct.is_literal):
+        return False
+    x, index = gen.contiguous(x), gen.contiguous(index)
+    o, size, i = _split_axis(x.shape, n.attrs.get("axis", -1))
+    clip = _index_expr("clip", "j", size)
+    it = c_type(index.dtype)
+    if not backward:
+        logp = View(gen.temp(x.size * 4, "log_softmax"), 0, x.shape, contiguous_strides(x.shape),
+                    F32)
+        out = gen.output_view(n)
+        gen.emit(f"kiln_softmax_f32({gen.ptr(x, const=True)}, {gen.ptr(logp)}, {o}, {size}, "
+                 f"{i}, 1.0f, 1);")
+        gen.emit(f"{{ const float *lp = {gen.ptr(logp, const=True)};")
+        gen.emit(f"  const {it} *ix = {gen.ptr(index, const=True)};")
+        gen.emit(f"  float *y = {gen.ptr(out)};")
+        gen.emit(f"  for (long o = 0; o < {o}; o++) for (long i = 0; i < {i}; i++) {{")
+        gen.emit(f"    long j = (long)ix[o * {i}L + i]; {clip}")
+        gen.emit(f"    y[o * {i}L + i] = -lp[(o * {size}L + j) * {i}L + i];")
+        gen.emit("  } }")
+        return True
+    ct = gen.contiguous(ct)
+    out = gen.output_view(n)
+    gen.emit(f"kiln_softmax_f32({gen.ptr(x, const=True)}, {gen.ptr(out)}, {o}, {size}, {i}, "
+             "1.0f, 0);")
+    gen.emit(f"{{ const {it} *ix = {gen.ptr(index, const=True)};")
+    gen.emit(f"  const float *g = {gen.ptr(ct, const=True)};")
+    gen.emit(f"  float *y = {gen.ptr(out)};")
+    gen.emit(f"  for (long o = 0; o < {o}; o++) {{")
+    gen.emit(f"    for (long i = 0; i < {i}; i++) {{")
+    gen.emit(f"      long j = (long)ix[o * {i}L + i]; {clip}")
+    gen.emit(f"      y[(o * {size}L + j) * {i}L + i] -= 1.0f;")
+    gen.emit("    }")
+    gen.emit(f"    for (long j = 0; j < {size}; j++) for (long i = 0; i < {i}; i++)")
+    gen.emit(f"      y[(o * {size}L + j) * {i}L + i] *= g[o * {i}L + i];")
+    gen.emit("  }")
+    gen.emit("}")
+    return True
+
+
 # ----------------------------------------------------------------------------------------------
 # batch normalisation
 # ----------------------------------------------------------------------------------------------

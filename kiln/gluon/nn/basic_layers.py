@@ -6,6 +6,7 @@ from ... import numpy as _knp
 from ... import numpy_extension as npx
 from ...base import KilnError, ShapeError
 from ...ops import nn as _nn_ops
+from ...ops import norm as _norm_ops
 from ..block import Block, HybridBlock
 from ..parameter import Parameter
 
@@ -183,104 +184,97 @@ class BatchNorm(HybridBlock):
                 f"in_channels={c if c and c > 0 else None}")
 
 
-class LayerNorm(HybridBlock):
+class _AffineNorm(HybridBlock):
+    """A normalisation with a per-channel scale (gamma) and shift (beta), whose channel count
+    is learnt from the first input when not given."""
+
+    def __init__(self, center: bool, scale: bool, beta_initializer, gamma_initializer,
+                 in_channels: int, prefix, params):
+        super().__init__(prefix, params)
+        self.gamma = Parameter("gamma", shape=(in_channels,), init=gamma_initializer,
+                               grad_req="write" if scale else "null", allow_deferred_init=True)
+        self.beta = Parameter("beta", shape=(in_channels,), init=beta_initializer,
+                              grad_req="write" if center else "null", allow_deferred_init=True)
+
+    def _affine_params(self, x, axis: int):
+        if self.gamma._data is None:
+            c = x.shape[axis]
+            self.gamma._infer_shape((c,))
+            self.beta._infer_shape((c,))
+        return self.gamma.data(), self.beta.data()
+
+
+class LayerNorm(_AffineNorm):
     """Normalise each sample over `axis`, then scale and shift."""
 
     def __init__(self, axis: int = -1, epsilon: float = 1e-5, center: bool = True,
                  scale: bool = True, beta_initializer="zeros", gamma_initializer="ones",
                  in_channels: int = 0, prefix=None, params=None):
-        super().__init__(prefix, params)
+        super().__init__(center, scale, beta_initializer, gamma_initializer, in_channels,
+                         prefix, params)
         self._axis, self._eps = axis, epsilon
-        self.gamma = Parameter("gamma", shape=(in_channels,), init=gamma_initializer,
-                               grad_req="write" if scale else "null", allow_deferred_init=True)
-        self.beta = Parameter("beta", shape=(in_channels,), init=beta_initializer,
-                              grad_req="write" if center else "null", allow_deferred_init=True)
 
     def forward(self, x):
-        if self.gamma._data is None:
-            c = x.shape[self._axis]
-            self.gamma._infer_shape((c,))
-            self.beta._infer_shape((c,))
-        return _nn_ops.layer_norm(x, self.gamma.data(), self.beta.data(), axis=self._axis,
-                                  eps=self._eps)
+        gamma, beta = self._affine_params(x, self._axis)
+        return _nn_ops.layer_norm(x, gamma, beta, axis=self._axis, eps=self._eps)
 
     def _repr_args(self) -> str:
         return f"axis={self._axis}, eps={self._eps}"
 
 
-def _normalize(x, axes: tuple, eps: float):
-    """(x - mean) / sqrt(var + eps) over `axes`, composed of np operators (so it records
-    gradients and traces like any forward)."""
-    mean = _knp.mean(x, axis=axes, keepdims=True)
-    centered = x - mean
-    var = _knp.mean(_knp.square(centered), axis=axes, keepdims=True)
-    return centered / _knp.sqrt(var + eps)
-
-
-def _channel_affine(y, gamma, beta, axis: int):
-    """y * gamma + beta with (C,) gamma/beta broadcast along channel `axis`."""
-    shape = [1] * len(y.shape)
-    shape[axis] = -1
-    return y * _knp.reshape(gamma, tuple(shape)) + _knp.reshape(beta, tuple(shape))
-
-
-class InstanceNorm(HybridBlock):
+class InstanceNorm(_AffineNorm):
     """Normalise each sample and channel over the spatial axes."""
 
     def __init__(self, axis: int = 1, epsilon: float = 1e-5, center: bool = True,
                  scale: bool = False, beta_initializer="zeros", gamma_initializer="ones",
                  in_channels: int = 0, prefix=None, params=None):
-        super().__init__(prefix, params)
+        super().__init__(center, scale, beta_initializer, gamma_initializer, in_channels,
+                         prefix, params)
         self._axis, self._eps = axis, epsilon
-        self.gamma = Parameter("gamma", shape=(in_channels,), init=gamma_initializer,
-                               grad_req="write" if scale else "null", allow_deferred_init=True)
-        self.beta = Parameter("beta", shape=(in_channels,), init=beta_initializer,
-                              grad_req="write" if center else "null", allow_deferred_init=True)
 
     def forward(self, x):
-        if self.gamma._data is None:
-            c = x.shape[self._axis]
-            self.gamma._infer_shape((c,))
-            self.beta._infer_shape((c,))
         ndim = len(x.shape)
         axis = self._axis % ndim
-        # NOTE: kiln.npx has no instance_norm operator; the layer composes np operators.
-        axes = tuple(i for i in range(1, ndim) if i != axis)
-        if not axes:
+        if ndim < 3 or axis == 0:
             raise ShapeError(f"InstanceNorm needs spatial axes besides the batch and channel "
-                             f"axes; got input of shape {tuple(x.shape)}")
-        y = _normalize(x, axes, self._eps)
-        return _channel_affine(y, self.gamma.data(), self.beta.data(), axis)
+                             f"axes; got input of shape {tuple(x.shape)} (channel axis "
+                             f"{self._axis})")
+        gamma, beta = self._affine_params(x, axis)
+        if axis != 1:  # the operator takes channels on axis 1
+            return _knp.moveaxis(_norm_ops.instance_norm(_knp.moveaxis(x, axis, 1), gamma,
+                                                         beta, eps=self._eps), 1, axis)
+        return _norm_ops.instance_norm(x, gamma, beta, eps=self._eps)
 
 
-class GroupNorm(HybridBlock):
-    """Normalise over groups of channels."""
+class GroupNorm(_AffineNorm):
+    """Normalise over groups of channels (axis 1)."""
 
     def __init__(self, num_groups: int = 1, epsilon: float = 1e-5, center: bool = True,
                  scale: bool = True, beta_initializer="zeros", gamma_initializer="ones",
                  in_channels: int = 0, prefix=None, params=None):
-        super().__init__(prefix, params)
+        super().__init__(center, scale, beta_initializer, gamma_initializer, in_channels,
+                         prefix, params)
         self._num_groups, self._eps = num_groups, epsilon
-        self.gamma = Parameter("gamma", shape=(in_channels,), init=gamma_initializer,
-                               grad_req="write" if scale else "null", allow_deferred_init=True)
-        self.beta = Parameter("beta", shape=(in_channels,), init=beta_initializer,
-                              grad_req="write" if center else "null", allow_deferred_init=True)
 
     def forward(self, x):
-        if self.gamma._data is None:
-            c = x.shape[1]
-            self.gamma._infer_shape((c,))
-            self.beta._infer_shape((c,))
+        c = x.shape[1]
+        if c % self._num_groups:
+            raise ShapeError(f"GroupNorm: {c} channels cannot be split into "
+                             f"{self._num_groups} groups; num_groups must divide the channel "
+                             "count")
+        gamma, beta = self._affine_params(x, 1)
+        # NOTE: composed of np operators rather than npx.group_norm, so that export() writes
+        # operators MXNet 1.x reads (its GroupNorm takes one gamma per group, not per channel).
         shape = tuple(x.shape)
-        c, g = shape[1], self._num_groups
-        if c % g:
-            raise ShapeError(f"GroupNorm: {c} channels cannot be split into {g} groups; "
-                             "num_groups must divide the channel count")
-        # NOTE: kiln.npx has no group_norm operator; normalise (N, G, C/G, ...) groups.
-        grouped = _knp.reshape(x, (shape[0], g, c // g) + shape[2:])
-        y = _normalize(grouped, tuple(range(2, len(shape) + 1)), self._eps)
-        y = _knp.reshape(y, shape)
-        return _channel_affine(y, self.gamma.data(), self.beta.data(), 1)
+        grouped = _knp.reshape(x, (shape[0], self._num_groups, c // self._num_groups)
+                               + shape[2:])
+        axes = tuple(range(2, len(shape) + 1))
+        mean = _knp.mean(grouped, axis=axes, keepdims=True)
+        centered = grouped - mean
+        var = _knp.mean(_knp.square(centered), axis=axes, keepdims=True)
+        y = _knp.reshape(centered / _knp.sqrt(var + self._eps), shape)
+        channel = (1, -1) + (1,) * (len(shape) - 2)
+        return y * _knp.reshape(gamma, channel) + _knp.reshape(beta, channel)
 
 
 class Flatten(HybridBlock):

@@ -1,0 +1,79 @@
+"""2-D float32 matrix products for the operators' NumPy implementations.
+
+`matmul(a, b, out=None)` computes `a @ b` like `numpy.matmul`. When the native kernels are in
+use in this process (a C compiler exists and `KILN_BACKEND` is not `numpy`), large 2-D float32
+products run in the kernel library's `kiln_sgemm` instead, through the binding's `matmul_f32`:
+single-threaded BLAS blocks (or kiln's own kernels) on kiln's thread pool, with the GIL
+released. On the project's two-core machine NumPy's OpenBLAS reaches ~90 GFLOP/s on a training
+step's products (batch 256, hidden 256) with its own two threads, and much less when other
+processes are busy; the same products run at 110-170 GFLOP/s through kiln_sgemm (see
+bench/train_ab.py). Transposed views (`w.T`, `g.T`) are read in place, as the BLAS's transpose
+flags, never copied.
+
+Everything else, and any product the binding declines (another dtype, more than two
+dimensions, strides that are neither row- nor column-wise, an `out` overlapping an operand,
+fewer than `MIN_WORK` multiply-adds), goes to NumPy, which stays the reference: the results
+differ from NumPy's only by the order of the float32 additions.
+
+`use_native(False)` switches the native path off (tests compare both paths).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as _np
+
+__all__ = ["matmul", "use_native", "native_in_use"]
+
+#: m*n*k below which NumPy's call is cheaper than the kernel library's (measured:
+#: bench/train_ab.py and tests/ops/test_gemm.py's timing notes). Small products gain nothing
+#: from threads and NumPy's dispatch is already short.
+MIN_WORK = 64.0 * 64.0 * 64.0
+
+_f32 = _np.dtype(_np.float32)
+_np_matmul = _np.matmul
+
+# [function or None]: resolved on the first product large enough to want it
+_NATIVE: list = []
+
+
+def _resolve():
+    fn = None
+    if os.environ.get("KILN_BACKEND", "auto") in ("auto", "native", ""):
+        try:
+            from ..backend.native import optimizer_kernels
+
+            if optimizer_kernels.available():      # builds the runtime once per machine
+                fn = getattr(optimizer_kernels._binding(), "matmul_f32", None)
+        except Exception:   # whatever stops native code from loading, NumPy computes
+            fn = None
+    _NATIVE[:] = [fn]
+    return fn
+
+
+def use_native(flag: bool | None) -> None:
+    """Force the native path off (False), or back to the automatic choice (None/True)."""
+    if flag is False:
+        _NATIVE[:] = [None]
+    else:
+        _NATIVE.clear()
+
+
+def native_in_use() -> bool:
+    """Whether large 2-D float32 products run in the kernel library (resolves it now)."""
+    fn = _NATIVE[0] if _NATIVE else _resolve()
+    return fn is not None
+
+
+def matmul(a, b, out=None):
+    """`a @ b` (NumPy's `matmul` semantics); 2-D float32 products above MIN_WORK in C."""
+    if a.dtype is _f32 and b.dtype is _f32 and a.ndim == 2 and b.ndim == 2:
+        fn = _NATIVE[0] if _NATIVE else _resolve()
+        if fn is not None:
+            r = fn(a, b, out, MIN_WORK)
+            if r is not None:
+                return r
+    if out is None:
+        return _np_matmul(a, b)
+    return _np_matmul(a, b, out=out)
