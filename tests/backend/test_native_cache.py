@@ -91,6 +91,25 @@ def test_second_process_skips_code_generation():
     assert second["library"] == first["library"] and second["out"] == first["out"]
 
 
+
+@pytest.mark.usefixtures("require_native")
+def test_damaged_program_record_is_not_trusted():
+    """A program record whose arena size was altered on disk fails its checksum: the next
+    process generates the C again (and runs correctly) instead of trusting the record."""
+    from kiln.backend.native.cache import LAYOUT_VERSION, cache_root
+
+    hidden = unique_hidden()
+    first = run_script(hidden)
+    key = Path(first["library"]).parent.name
+    records = [p for p in (cache_root() / LAYOUT_VERSION / "programs").glob("*.json")
+               if json.loads(p.read_text()).get("library_key") == key]
+    assert len(records) == 1
+    record = json.loads(records[0].read_text())
+    record["arena_bytes"] = 1
+    records[0].write_text(json.dumps(record))
+    second = run_script(hidden)
+    assert second["generated"] is True and second["out"] == first["out"]
+
 CONST_SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as onp

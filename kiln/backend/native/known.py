@@ -128,6 +128,7 @@ def remember(sig: str, library_key: str, program) -> None:
         "fallback": program.fallback,
         "inplace": program.inplace,
     }
+    record["check"] = _checksum(record)
     path = _path(sig)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,8 +145,17 @@ def recall(sig: str) -> dict | None:
         record = json.loads(_path(sig).read_text())
     except (OSError, ValueError):
         return None
-    need = ("library_key", "input_specs", "output_specs", "param_origins", "arena_bytes")
-    return record if isinstance(record, dict) and all(k in record for k in need) else None
+    need = ("library_key", "input_specs", "output_specs", "param_origins", "arena_bytes", "check")
+    if not (isinstance(record, dict) and all(k in record for k in need)):
+        return None
+    # the arena size and the specs decide what the compiled code may write: a record damaged
+    # on disk must not be trusted (it costs a code generation, not a crash)
+    check = record.pop("check")
+    return record if check == _checksum(record) else None
+
+
+def _checksum(record: dict) -> str:
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
 def params_of(record: dict, graph, bound: dict) -> list | None:
