@@ -126,6 +126,68 @@ def test_native_backend_equals_eager(fn, xs):
     check_jit(fn, *xs, backend="native")
 
 
+
+def _has_compiler() -> bool:
+    if not HAS_NATIVE:
+        return False
+    from kiln.backend.native.toolchain import compiler_available
+
+    return compiler_available()
+
+
+def _compiled_native(fn, xs):
+    """The native forward and backward programs of `fn` compiled by kiln.jit under record()."""
+    from kiln.backend import get_backend
+    from kiln.graph.passes import run_pipeline
+
+    compiled = kiln.jit(fn, backend="native")
+    xs = [x.copy() for x in xs]
+    for x in xs:
+        x.attach_grad()
+    with autograd.record():
+        compiled(*xs)
+    entry = list(compiled._cache.entries.values())[-1]
+    backward = get_backend("native").compile(
+        run_pipeline(entry.diff.backward, training=True), {}, {"label": "backward"})
+    return entry.compiled, backward
+
+
+@pytest.mark.skipif(not _has_compiler(), reason="needs the native backend and a C compiler")
+@pytest.mark.parametrize("fn, xs", CASES)
+def test_native_backend_runs_loops_and_branches_in_c(fn, xs):
+    """Loops become C loops and branches C `if`s, forward and backward: no node calls back
+    into Python (the backward of a while_loop is a foreach)."""
+    forward, backward = _compiled_native(fn, xs)
+    for program in (forward, backward):
+        assert program.info["python_nodes"] == {}, program.info["python_nodes"]
+        assert {"foreach", "while_loop", "cond"} & set(program.info["lowered"])
+    assert "for (long s = 0; s < steps; s++)" in backward.source or \
+        "cond_then" in backward.source
+
+
+@pytest.mark.skipif(not _has_compiler(), reason="needs the native backend and a C compiler")
+def test_native_loop_whose_body_has_no_c_lowering_runs_in_python_and_agrees():
+    def f(x, h):
+        outs, states = npx.foreach(lambda x_t, s: (np.cumsum(x_t) * s[0], [s[0] + x_t]), x, [h])
+        return outs, states[0]
+    xs = (_rand(4, 3), _rand(3, seed=1))
+    forward, _ = _compiled_native(f, xs)
+    assert forward.info["python_nodes"] == {"foreach": 1}
+    check_jit(f, *xs, backend="native")
+
+
+@pytest.mark.skipif(not _has_compiler(), reason="needs the native backend and a C compiler")
+@pytest.mark.parametrize("steps", [0, 1, 4])
+def test_native_foreach_of_zero_one_and_more_steps(steps):
+    """Forward and (through check_jit's gradients) the reverse loop of the backward."""
+    def f(x, h):
+        outs, states = npx.foreach(lambda x_t, s: (np.tanh(x_t + s[0]), [s[0] * 0.5 + x_t]),
+                                   x, [h])
+        return outs, states[0]
+    x, h = _rand(steps, 2, 3), _rand(2, 3, seed=1)
+    check_jit(f, x, h, backend="native")
+    check_jit(rnn, x, h, backend="native")
+
 def test_second_order_through_a_loop_eager_and_compiled():
     def f(x):
         outs, _ = npx.foreach(lambda x_t, s: (np.sin(x_t) * s[0], [s[0] * x_t + 1.0]), x,
@@ -159,6 +221,7 @@ def test_while_loop_trip_counts_zero_one_and_max_iterations(start, steps):
     assert outs.shape == (6, 2)
     onp.testing.assert_array_equal(outs.asnumpy()[steps:], 0.0)  # rows past the last step
     check_jit(doubling, x, s)
+    check_jit(doubling, x, s, backend="native")
     check_gradient(kiln.jit(doubling), [x, s])
 
 

@@ -402,9 +402,24 @@ def generate(graph: Graph, bound: dict, label: str = "graph",
 
     `profile` wraps each node's code in a timer (see kiln.backend.native.profile_report):
     wall-clock time, or the calling thread's CPU time with profile='cpu'."""
+    gen = Generator(graph, bound)
+    free_inputs, output_specs, arena_bytes = lower_graph(gen, profile)
+    input_specs = [(_np.dtype(n.avals[0].dtype).num, tuple(n.avals[0].shape))
+                   for n in free_inputs]
+    gen.profile_clock = "CLOCK_THREAD_CPUTIME_ID" if profile == "cpu" else "CLOCK_MONOTONIC"
+    source = _assemble(gen, graph, label, arena_bytes)
+    return NativeProgram(source, free_inputs, input_specs, output_specs, gen.params,
+                         arena_bytes, gen.callbacks, gen.lowered, gen.fallback,
+                         gen.inplace_count, gen.profile_labels, gen.param_origins)
+
+
+def lower_graph(gen: Generator, profile: bool | str = False) -> tuple[list, list, int]:
+    """Emit the code of `gen.graph` into `gen.body`: (free input nodes, output specs, arena
+    bytes). The graph's free inputs are IN(0), IN(1) ... in order, its outputs OUT(0) ...;
+    generate() wraps this in the exported entry point, control_flow.py in a loop body."""
     from .lowering import lower_node, lower_view
 
-    gen = Generator(graph, bound)
+    graph, bound = gen.graph, gen.bound
     free_inputs: list[Node] = []
     for k, n in enumerate(graph.inputs):
         v = Value(n, 0)
@@ -479,14 +494,7 @@ def generate(graph: Graph, bound: dict, label: str = "graph",
 
         emit_copy(gen, src, dst)
 
-    arena_bytes = _plan_arena(gen.storages)
-    input_specs = [(_np.dtype(n.avals[0].dtype).num, tuple(n.avals[0].shape))
-                   for n in free_inputs]
-    gen.profile_clock = "CLOCK_THREAD_CPUTIME_ID" if profile == "cpu" else "CLOCK_MONOTONIC"
-    source = _assemble(gen, graph, label, arena_bytes)
-    return NativeProgram(source, free_inputs, input_specs, output_specs, gen.params,
-                         arena_bytes, gen.callbacks, gen.lowered, gen.fallback,
-                         gen.inplace_count, gen.profile_labels, gen.param_origins)
+    return free_inputs, output_specs, _plan_arena(gen.storages)
 
 
 def _lower_callback(gen: Generator, n: Node) -> None:

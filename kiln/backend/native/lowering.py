@@ -611,6 +611,7 @@ def _batch_norm(gen: Generator, n: Node) -> bool:
 
 def _load_optional_lowerings() -> None:
     from . import conv  # noqa: F401  (registers convolution and pooling)
+    from . import control_flow  # noqa: F401  (foreach, while_loop, cond)
 
 
 _load_optional_lowerings()
