@@ -9,6 +9,10 @@ Layout and equations are MXNet's (and cuDNN's). `data` is (T, N, I); weights `i2
                          h' = (1-z)*n + z*h
     rnn_tanh, rnn_relu   h' = act(W_ih x + b_ih + W_hh h + b_hh)
 
+Float32 LSTMs run in C when the native kernels are available (`_native`, runtime/kernels/lstm.c:
+the same algorithm, one kiln_sgemm and one fused gate pass per step); what follows is the NumPy
+implementation, which computes everything else and is the reference the C is tested against.
+
 The hot path: one matrix product projects the inputs of every step at once; each step then does
 a single `h @ W_hh^T` product and the gate arithmetic in a few whole-array NumPy calls writing
 into preallocated buffers (sigmoids as 0.5*tanh(0.5x)+0.5 with the 0.5 folded into the weights,
@@ -50,6 +54,14 @@ def _blas():
 
     n = env_int("KILN_RNN_BLAS_THREADS", 1)
     return blas_threads(n) if n > 0 else contextlib.nullcontext()
+
+
+def _native():
+    """The C kernels of the LSTM (kiln/backend/native/rnn_kernels.py): their functions return
+    None where NumPy computes (no compiler, KILN_BACKEND=numpy, another dtype)."""
+    from ..backend.native import rnn_kernels
+
+    return rnn_kernels
 
 
 # ----------------------------------------------------------------------------------------------
@@ -104,14 +116,14 @@ def _project(x, w_x, bias):
     """x @ w_x + bias for every step at once: (T, N, G*H), the two halves of the rows of
     the product in parallel."""
     t_len, n, _ = x.shape
-    rows = x.reshape(t_len * n, -1)
+    rows = x.reshape(t_len * n, x.shape[2])   # -1 is ambiguous for T = 0
     out = _np.empty((t_len * n, w_x.shape[1]), x.dtype)
 
     def part(lo: int, hi: int) -> None:
         _np.matmul(rows[lo:hi], w_x, out=out[lo:hi])
         out[lo:hi] += bias
     _by_rows(t_len * n, part)
-    return out.reshape(t_len, n, -1)
+    return out.reshape(t_len, n, w_x.shape[1])
 
 
 def _last(seq, first, reverse: bool):
@@ -124,6 +136,8 @@ def _last(seq, first, reverse: bool):
 def _previous(y, h0, reverse: bool):
     """(T, N, H): the state each step started from."""
     prev = _np.empty_like(y)
+    if not len(y):
+        return prev
     if reverse:
         prev[:-1] = y[1:]
         prev[-1] = h0
@@ -136,6 +150,8 @@ def _previous(y, h0, reverse: bool):
 def _times_previous(out, seq, first, reverse: bool) -> None:
     """out *= the state each step started from (`seq` shifted by one step, `first` at the
     start), without materializing the shifted sequence."""
+    if not len(out):
+        return
     if reverse:
         out[:-1] *= seq[1:]
         out[-1] *= first
@@ -258,12 +274,12 @@ def _weight_grads(d_x, d_h, x, prev, w_ih) -> tuple:
     out = {}
 
     def h_side() -> None:
-        out["dw_hh"] = dh2.T @ prev.reshape(t_len * n, -1)
+        out["dw_hh"] = dh2.T @ prev.reshape(t_len * n, prev.shape[2])
         out["db_hh"] = dh2.sum(axis=0)
 
     def x_side() -> None:
         out["dx"] = (dx2 @ w_ih).reshape(x.shape)
-        out["dw_ih"] = dx2.T @ x.reshape(t_len * n, -1)
+        out["dw_ih"] = dx2.T @ x.reshape(t_len * n, x.shape[2])
         out["db_ih"] = dx2.sum(axis=0)
     if len(_halves(n)) > 1:
         _both(x_side, h_side)
@@ -390,6 +406,10 @@ class RNN(Op):
         return (3 if mode == "lstm" else 2) + _HIDDEN[mode]
 
     def impl(x, w_ih, w_hh, b_ih, b_hh, h0, c0=None, *, mode, state_size, reverse):
+        if mode == "lstm":
+            done = _native().lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, c0, reverse)
+            if done is not None:
+                return done
         with _blas():
             if mode == "lstm":
                 return _lstm(x, w_ih, w_hh, b_ih, b_hh, h0, c0, reverse)
@@ -449,6 +469,10 @@ class RNNBackward(Op):
         return 7 if mode == "lstm" else 6
 
     def impl(*arrays, mode, state_size, reverse):
+        if mode == "lstm":
+            done = _native().lstm_backward(*arrays, reverse)
+            if done is not None:
+                return done
         with _blas():
             if mode == "lstm":
                 return _lstm_backward(*arrays, reverse)

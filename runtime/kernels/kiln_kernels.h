@@ -200,6 +200,29 @@ void kiln_pool2d_backward_f32(const kiln_pool2d *p, const float *dy, const float
                               const float *y, float *dx);
 
 /* ============================================================================================
+ * Recurrent layers (lstm.c)
+ * ========================================================================================== */
+
+/* One direction of an LSTM layer (MXNet's gate order i, f, c~, o) over x (T, N, I), from the
+ * last step down with `reverse`; w_ih (4H, I), w_hh (4H, H), b_ih and b_hh (4H,), h0 and c0
+ * (N, H). Writes y (T, N, H) in time order, the last state and cell (N, H), and for the
+ * backward the gate activations (T, N, 4H) and cell states (T, N, H). */
+void kiln_lstm_forward_f32(long t_len, long n, long in, long h, const float *x,
+                           const float *w_ih, const float *w_hh, const float *b_ih,
+                           const float *b_hh, const float *h0, const float *c0, int reverse,
+                           float *y, float *h_last, float *c_last, float *gates, float *cells);
+
+/* Its gradient, given the cotangents of y, the last state and the last cell and what the
+ * forward wrote: dx, dW_ih, dW_hh, db_ih, db_hh (equal), dh0, dc0 (all overwritten).
+ * Returns -1 when its scratch memory (T * N * 4H floats) cannot be had, else 0. */
+int kiln_lstm_backward_f32(long t_len, long n, long in, long h, const float *dy,
+                           const float *dh_last, const float *dc_last, const float *x,
+                           const float *w_ih, const float *w_hh, const float *h0,
+                           const float *c0, const float *y, const float *gates,
+                           const float *cells, int reverse, float *dx, float *dw_ih,
+                           float *dw_hh, float *db_ih, float *db_hh, float *dh0, float *dc0);
+
+/* ============================================================================================
  * Optimizer updates (in place, one pass over the weights)
  * ========================================================================================== */
 

@@ -1,0 +1,205 @@
+/* lstm.c: one direction of an LSTM layer over a sequence, forward (keeping what the backward
+ * reads) and exact backward, for training.
+ *
+ * Layout and equations are MXNet's (and cuDNN's): gates [i, f, c~, o] of H units each,
+ * w_ih (4H, I), w_hh (4H, H), biases (4H,);
+ *     i, f, o = sigmoid(.), c~ = tanh(.);  c' = f*c + i*c~;  h' = o*tanh(c').
+ *
+ * Forward: one GEMM projects every step's input at once into `gates` (T, N, 4H); each step
+ * then adds h @ w_hh^T into its slice (one GEMM, accumulating) and one pass over the rows turns
+ * the pre-activations into the activations in place, writing the cell state and the output.
+ * Backward: one reverse pass per step (the gates' gradient from the activations, then one GEMM
+ * for the gradient of the previous state), then three large GEMMs for dx, dW_ih, dW_hh with
+ * every step at once, and the bias gradient as column sums. Every GEMM is kiln_sgemm (BLAS
+ * blocks or the built-in kernels on the pool); the row passes run on the pool too.
+ */
+#include "kiln_kernels.h"
+#include "kiln_math.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    long h;
+    const float *b_ih, *b_hh;
+    const float *c_prev;     /* (N, H) */
+    float *gates;            /* (N, 4H): pre-activations in, activations out */
+    float *c, *y;            /* (N, H) */
+} fwd_job;
+
+static void fwd_rows(void *ctx, long r0, long r1) {
+    const fwd_job *d = (const fwd_job *)ctx;
+    const long h = d->h;
+    /* restrict-qualified locals: the loop below vectorises only when the compiler knows the
+     * rows it writes are not the biases or the previous cell it reads */
+    const float *restrict bi = d->b_ih, *restrict bh = d->b_hh;
+    for (long r = r0; r < r1; r++) {
+        float *restrict gi = d->gates + r * 4 * h, *restrict gf = gi + h;
+        float *restrict gu = gi + 2 * h, *restrict go = gi + 3 * h;
+        const float *restrict cp = d->c_prev + r * h;
+        float *restrict c = d->c + r * h, *restrict y = d->y + r * h;
+#pragma omp simd
+        for (long j = 0; j < h; j++) {
+            float i = kiln_sigmoidf(gi[j] + bi[j] + bh[j]);
+            float f = kiln_sigmoidf(gf[j] + bi[h + j] + bh[h + j]);
+            float u = kiln_tanhf(gu[j] + bi[2 * h + j] + bh[2 * h + j]);
+            float o = kiln_sigmoidf(go[j] + bi[3 * h + j] + bh[3 * h + j]);
+            float cn = f * cp[j] + i * u;
+            gi[j] = i;
+            gf[j] = f;
+            gu[j] = u;
+            go[j] = o;
+            c[j] = cn;
+            y[j] = o * kiln_tanhf(cn);
+        }
+    }
+}
+
+/* Rows per pool range: about 4096 elements of gate work each. */
+static long row_grain(long h) {
+    long g = 4096 / (h > 0 ? h : 1);
+    return g > 0 ? g : 1;
+}
+
+/* t (cols, rows) = x (rows, cols)^T, in 32 x 32 tiles (a plain loop strides through memory). */
+static void transpose(const float *x, long rows, long cols, float *t) {
+    for (long r0 = 0; r0 < rows; r0 += 32)
+        for (long c0 = 0; c0 < cols; c0 += 32) {
+            long r1 = r0 + 32 < rows ? r0 + 32 : rows, c1 = c0 + 32 < cols ? c0 + 32 : cols;
+            for (long r = r0; r < r1; r++)
+                for (long c = c0; c < c1; c++) t[c * rows + r] = x[r * cols + c];
+        }
+}
+
+void kiln_lstm_forward_f32(long t_len, long n, long in, long h, const float *x,
+                           const float *w_ih, const float *w_hh, const float *b_ih,
+                           const float *b_hh, const float *h0, const float *c0, int reverse,
+                           float *y, float *h_last, float *c_last, float *gates, float *cells) {
+    const long g4 = 4 * h, nh = n * h;
+    if (t_len == 0 || n == 0) {
+        memcpy(h_last, h0, (size_t)nh * sizeof(float));
+        memcpy(c_last, c0, (size_t)nh * sizeof(float));
+        return;
+    }
+    kiln_sgemm(0, 1, t_len * n, g4, in, 1.0f, x, in, w_ih, in, 0.0f, gates, g4);
+    /* the per-step products read W_hh^T (H, 4H) row by row: transposed once here, they run
+     * 1.3-1.6x faster than reading w_hh transposed in every step */
+    float *w_t = (float *)malloc((size_t)(h * g4) * sizeof(float));
+    if (w_t) transpose(w_hh, g4, h, w_t);
+    const float *hp = h0, *cp = c0;
+    for (long s = 0; s < t_len; s++) {
+        long t = reverse ? t_len - 1 - s : s;
+        float *g = gates + t * n * g4;
+        if (w_t)
+            kiln_sgemm(0, 0, n, g4, h, 1.0f, hp, h, w_t, g4, 1.0f, g, g4);
+        else
+            kiln_sgemm(0, 1, n, g4, h, 1.0f, hp, h, w_hh, h, 1.0f, g, g4);
+        fwd_job d = {h, b_ih, b_hh, cp, g, cells + t * nh, y + t * nh};
+        kiln_parallel_for(fwd_rows, &d, n, row_grain(h));
+        hp = y + t * nh;
+        cp = cells + t * nh;
+    }
+    free(w_t);
+    memcpy(h_last, hp, (size_t)nh * sizeof(float));
+    memcpy(c_last, cp, (size_t)nh * sizeof(float));
+}
+
+typedef struct {
+    long h;
+    const float *gates, *c, *c_prev, *dy;   /* this step's rows */
+    const float *dh;                         /* (N, H): the state's gradient */
+    float *dc;                               /* (N, H): the cell's, in and out */
+    float *d_pre;                            /* (N, 4H) */
+} bwd_job;
+
+static void bwd_rows(void *ctx, long r0, long r1) {
+    const bwd_job *d = (const bwd_job *)ctx;
+    const long h = d->h;
+    for (long r = r0; r < r1; r++) {
+        const float *restrict gi = d->gates + r * 4 * h, *restrict gf = gi + h;
+        const float *restrict gu = gi + 2 * h, *restrict go = gi + 3 * h;
+        const float *restrict c = d->c + r * h, *restrict cp = d->c_prev + r * h;
+        const float *restrict dy = d->dy + r * h;
+        const float *restrict dh = d->dh + r * h;
+        float *restrict dc = d->dc + r * h;
+        float *restrict di = d->d_pre + r * 4 * h, *restrict df = di + h;
+        float *restrict du = di + 2 * h, *restrict dout = di + 3 * h;
+#pragma omp simd
+        for (long j = 0; j < h; j++) {
+            float i = gi[j], f = gf[j], u = gu[j], o = go[j];
+            float tc = kiln_tanhf(c[j]);
+            float dhj = dh[j] + dy[j];
+            float dcj = dc[j] + dhj * o * (1.0f - tc * tc);
+            di[j] = dcj * u * i * (1.0f - i);
+            df[j] = dcj * cp[j] * f * (1.0f - f);
+            du[j] = dcj * i * (1.0f - u * u);
+            dout[j] = dhj * tc * o * (1.0f - o);
+            dc[j] = dcj * f;
+        }
+    }
+}
+
+typedef struct {
+    const float *d_pre;
+    long rows, cols;
+    float *db_ih, *db_hh;
+} colsum_job;
+
+static void colsum_range(void *ctx, long j0, long j1) {
+    const colsum_job *d = (const colsum_job *)ctx;
+    for (long j = j0; j < j1; j++) d->db_ih[j] = 0.0f;
+    for (long r = 0; r < d->rows; r++) {
+        const float *row = d->d_pre + r * d->cols;
+        for (long j = j0; j < j1; j++) d->db_ih[j] += row[j];
+    }
+    memcpy(d->db_hh + j0, d->db_ih + j0, (size_t)(j1 - j0) * sizeof(float));
+}
+
+int kiln_lstm_backward_f32(long t_len, long n, long in, long h, const float *dy,
+                           const float *dh_last, const float *dc_last, const float *x,
+                           const float *w_ih, const float *w_hh, const float *h0,
+                           const float *c0, const float *y, const float *gates,
+                           const float *cells, int reverse, float *dx, float *dw_ih,
+                           float *dw_hh, float *db_ih, float *db_hh, float *dh0, float *dc0) {
+    const long g4 = 4 * h, nh = n * h;
+    memcpy(dh0, dh_last, (size_t)nh * sizeof(float));
+    memcpy(dc0, dc_last, (size_t)nh * sizeof(float));
+    if (t_len == 0 || n == 0) {
+        memset(dx, 0, (size_t)(t_len * n * in) * sizeof(float));
+        memset(dw_ih, 0, (size_t)(g4 * in) * sizeof(float));
+        memset(dw_hh, 0, (size_t)(g4 * h) * sizeof(float));
+        memset(db_ih, 0, (size_t)g4 * sizeof(float));
+        memset(db_hh, 0, (size_t)g4 * sizeof(float));
+        return 0;
+    }
+    float *d_pre = (float *)malloc((size_t)(t_len * n * g4) * sizeof(float));
+    if (!d_pre) return -1;
+    /* dh0 / dc0 carry the running gradients of the state through the steps */
+    for (long s = 0; s < t_len; s++) {
+        long t = reverse ? s : t_len - 1 - s;            /* the forward's steps, backwards */
+        int first = reverse ? t == t_len - 1 : t == 0;    /* the forward's first step */
+        long tp = reverse ? t + 1 : t - 1;
+        const float *cp = first ? c0 : cells + tp * nh;
+        float *dp = d_pre + t * n * g4;
+        bwd_job d = {h, gates + t * n * g4, cells + t * nh, cp, dy + t * nh, dh0, dc0, dp};
+        kiln_parallel_for(bwd_rows, &d, n, row_grain(h));
+        kiln_sgemm(0, 0, n, h, g4, 1.0f, dp, g4, w_hh, h, 0.0f, dh0, h);
+    }
+    kiln_sgemm(0, 0, t_len * n, in, g4, 1.0f, d_pre, g4, w_ih, in, 0.0f, dx, in);
+    kiln_sgemm(1, 0, g4, in, t_len * n, 1.0f, d_pre, g4, x, in, 0.0f, dw_ih, in);
+    /* dW_hh = sum_t d_pre[t]^T h_prev(t): the steps whose previous state is an output of the
+     * layer pair with y shifted by one step, in one product; the first step pairs with h0 */
+    const float *d_rest = reverse ? d_pre : d_pre + n * g4;
+    const float *y_rest = reverse ? y + nh : y;
+    const float *d_first = reverse ? d_pre + (t_len - 1) * n * g4 : d_pre;
+    float beta = 0.0f;
+    if (t_len > 1) {
+        kiln_sgemm(1, 0, g4, h, (t_len - 1) * n, 1.0f, d_rest, g4, y_rest, h, 0.0f, dw_hh, h);
+        beta = 1.0f;
+    }
+    kiln_sgemm(1, 0, g4, h, n, 1.0f, d_first, g4, h0, h, beta, dw_hh, h);
+    colsum_job cs = {d_pre, t_len * n, g4, db_ih, db_hh};
+    kiln_parallel_for(colsum_range, &cs, g4, 64);
+    free(d_pre);
+    return 0;
+}
