@@ -16,7 +16,6 @@
 #include "kiln_kernels.h"
 #include "kiln_math.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -84,7 +83,7 @@ void kiln_lstm_forward_f32(long t_len, long n, long in, long h, const float *x,
     kiln_sgemm(0, 1, t_len * n, g4, in, 1.0f, x, in, w_ih, in, 0.0f, gates, g4);
     /* the per-step products read W_hh^T (H, 4H) row by row: transposed once here, they run
      * 1.3-1.6x faster than reading w_hh transposed in every step */
-    float *w_t = (float *)malloc((size_t)(h * g4) * sizeof(float));
+    float *w_t = (float *)kiln_scratch(3, (size_t)(h * g4) * sizeof(float));
     if (w_t) transpose(w_hh, g4, h, w_t);
     const float *hp = h0, *cp = c0;
     for (long s = 0; s < t_len; s++) {
@@ -99,7 +98,6 @@ void kiln_lstm_forward_f32(long t_len, long n, long in, long h, const float *x,
         hp = y + t * nh;
         cp = cells + t * nh;
     }
-    free(w_t);
     memcpy(h_last, hp, (size_t)nh * sizeof(float));
     memcpy(c_last, cp, (size_t)nh * sizeof(float));
 }
@@ -172,7 +170,9 @@ int kiln_lstm_backward_f32(long t_len, long n, long in, long h, const float *dy,
         memset(db_hh, 0, (size_t)g4 * sizeof(float));
         return 0;
     }
-    float *d_pre = (float *)malloc((size_t)(t_len * n * g4) * sizeof(float));
+    /* the calling thread's scratch (slot 3; the GEMM owns 0 and 1): kept between calls, so
+     * a training loop does not fault in fresh pages for it at every step */
+    float *d_pre = (float *)kiln_scratch(3, (size_t)(t_len * n * g4) * sizeof(float));
     if (!d_pre) return -1;
     /* dh0 / dc0 carry the running gradients of the state through the steps */
     for (long s = 0; s < t_len; s++) {
@@ -200,6 +200,5 @@ int kiln_lstm_backward_f32(long t_len, long n, long in, long h, const float *dy,
     kiln_sgemm(1, 0, g4, h, n, 1.0f, d_first, g4, h0, h, beta, dw_hh, h);
     colsum_job cs = {d_pre, t_len * n, g4, db_ih, db_hh};
     kiln_parallel_for(colsum_range, &cs, g4, 64);
-    free(d_pre);
     return 0;
 }
