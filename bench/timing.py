@@ -15,17 +15,28 @@ def per_call(fn: Callable[[], object], calls: int) -> float:
     return (time.perf_counter() - start) / calls
 
 
+#: Seconds of rest before each timed batch. A candidate that used NumPy's threaded BLAS leaves
+#: its threads spinning for a while after its last product; without the rest they take a core
+#: from whichever candidate comes next (measured: ResNet-18 on the native backend, 45 ms right
+#: after the numpy backend's modes, 28 ms after another native mode).
+REST = 0.1
+
+
 def interleaved(candidates: dict[str, Callable[[], object]], calls: int, rounds: int = 7,
                 warmup: int = 20) -> dict[str, dict]:
-    """Time each candidate in turn, round after round, so drift hits all alike.
+    """Time each candidate in turn, round after round, so drift hits all alike; the order
+    rotates from round to round and each batch starts after a short rest (REST), so no
+    candidate always follows the same one.
 
     Returns {name: {"min": s, "median": s}} in seconds per call.
     """
     for fn in candidates.values():
         for _ in range(warmup):
             fn()
+    names = list(candidates)
     samples: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(rounds):
-        for name, fn in candidates.items():
-            samples[name].append(per_call(fn, calls))
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            time.sleep(REST)
+            samples[name].append(per_call(candidates[name], calls))
     return {name: {"min": min(s), "median": statistics.median(s)} for name, s in samples.items()}
