@@ -192,6 +192,42 @@ def test_residual_block_inference_folds_batch_norm(backend):
         assert "weight kept unscaled" in src               # batch norm folded into the scale
 
 
+
+FIRST_COMPILE = """
+import json
+from kiln import np
+from kiln.gluon import nn
+net = nn.HybridSequential()
+net.add(nn.Conv2D(8, 3, padding=1, in_channels=3), nn.BatchNorm(in_channels=8),
+        nn.Activation("relu"))
+net.initialize()
+x = np.ones((1, 3, 10, 10))
+net(x)
+net.hybridize(backend="native")
+net(x)
+src = list(net._cache.entries.values())[0].compiled.source
+print(json.dumps(["weight kept unscaled" in src, "in the convolution's epilogue" in src]))
+"""
+
+
+@pytest.mark.usefixtures("require_native")
+def test_the_first_graph_of_a_process_gets_the_convolution_fusions(tmp_path):
+    """The fusions are registered when the lowering modules are imported; the first compile of
+    a fresh process (here with an empty cache, so the C is generated) must have them too."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, KILN_CACHE_DIR=str(tmp_path),
+               PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-c", FIRST_COMPILE], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [True, True]
+
 def test_deconvolution(backend):
     class Deconv(HybridBlock):
         def __init__(self):

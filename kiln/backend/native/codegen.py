@@ -190,6 +190,9 @@ class Generator:
         self.skip: set[int] = set()            # ids of nodes another node's code computes
         self.fusions: dict[int, dict] = {}     # id(node) -> what it absorbed (see conv.py)
         self._prepass()
+        # the lowering modules register the prepasses when first imported: import them before
+        # reading the list, or the first graph of a process would miss them
+        from . import lowering  # noqa: F401
         for hook in PREPASSES:
             hook(self)
 
