@@ -38,26 +38,16 @@ sys.path.append(str(ROOT / "tests" / "runtime"))
 
 
 def seed_mlp():
-    from kiln.gluon import nn
+    import models
 
-    net = nn.HybridSequential()
-    net.add(nn.Dense(256, activation="relu"), nn.Dense(128, activation="relu"), nn.Dense(2))
-    return net, (1, 512)
+    return models.seed_mlp(), (1, 512)
 
 
 def lenet():
     """D2L's LeNet (sigmoid, average pooling), 1x28x28 inputs."""
     import models
-    from kiln.gluon import nn
 
-    if not models.HAS_CONV:
-        return None, None
-    net = nn.HybridSequential()
-    net.add(models.Conv2D(6, 5, padding=2, activation="sigmoid"), models.Pool2D("avg", 2),
-            models.Conv2D(16, 5, activation="sigmoid"), models.Pool2D("avg", 2), nn.Flatten(),
-            nn.Dense(120, activation="sigmoid"), nn.Dense(84, activation="sigmoid"),
-            nn.Dense(10))
-    return net, (1, 1, 28, 28)
+    return models.lenet(), (1, 1, 28, 28)
 
 
 def export(make, tmp: Path, name: str):
