@@ -18,7 +18,8 @@ def per_call(fn: Callable[[], object], calls: int) -> float:
 #: Seconds of rest before each timed batch. A candidate that used NumPy's threaded BLAS leaves
 #: its threads spinning for a while after its last product; without the rest they take a core
 #: from whichever candidate comes next (measured: ResNet-18 on the native backend, 45 ms right
-#: after the numpy backend's modes, 28 ms after another native mode).
+#: after the numpy backend's modes, 28 ms after another native mode). A few untimed calls
+#: follow the rest, so that microsecond-long calls are not timed while the core wakes up.
 REST = 0.1
 
 
@@ -38,5 +39,6 @@ def interleaved(candidates: dict[str, Callable[[], object]], calls: int, rounds:
     for r in range(rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
             time.sleep(REST)
+            per_call(candidates[name], max(1, calls // 10))
             samples[name].append(per_call(candidates[name], calls))
     return {name: {"min": min(s), "median": statistics.median(s)} for name, s in samples.items()}

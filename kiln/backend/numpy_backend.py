@@ -23,7 +23,7 @@ from ..graph.ir import CONST, VAR, Graph, Node, Value, _value_names
 from ..graph.literal import format_literal
 from ..graph.passes.memory import plan_memory
 from ..ops import _gemm
-from ..ops.registry import REGISTRY
+from ..ops.registry import REGISTRY, Aval
 from . import Compiled, register_backend
 
 _COUNTER = itertools.count()
@@ -62,13 +62,36 @@ def _relu(node, args, out, ctx):
     return f"np_maximum({args[0]}, 0{o})"
 
 
+def _size(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def _product(a_aval, b_aval) -> str:
+    """The function a 2-D product is emitted with: `_gemm` (NumPy's matmul, or the native
+    kernels' GEMM for large float32 products), or NumPy's matmul itself when the static shapes
+    say _gemm would hand it to NumPy anyway (a batch-1 layer: one Python call fewer)."""
+    if a_aval is None or b_aval is None or len(a_aval.shape) != 2 or len(b_aval.shape) != 2:
+        return "_gemm"
+    m, k = a_aval.shape
+    n = b_aval.shape[1]
+    if _np.dtype(a_aval.dtype) != _np.float32 or float(m) * n * k < _gemm.MIN_WORK:
+        return "np_matmul"
+    return "_gemm"
+
+
 def _fully_connected(node, args, out, ctx):
     x, w = args[0], args[1]
-    if len(node.inputs[0].aval.shape) != 2:
-        x = f"{x}.reshape({node.inputs[0].aval.shape[0]}, -1)"
+    x_aval = node.inputs[0].aval
+    if len(x_aval.shape) != 2:
+        x = f"{x}.reshape({x_aval.shape[0]}, -1)"
+        x_aval = Aval((x_aval.shape[0], _size(x_aval.shape[1:])), x_aval.dtype)
     w_t = ctx.transposed(node.inputs[1], w)
-    # _gemm: NumPy's matmul, or the native kernels' GEMM for large float32 products
-    product = f"_gemm({x}, {w_t}, {out})" if out else f"_gemm({x}, {w_t})"
+    w_aval = node.inputs[1].aval
+    fn = _product(x_aval, Aval(tuple(reversed(w_aval.shape)), w_aval.dtype) if w_aval else None)
+    product = f"{fn}({x}, {w_t}, out={out})" if out else f"{fn}({x}, {w_t})"
     if len(args) > 2:
         if out:
             return f"np_add({product}, {args[2]}, out={out})"
@@ -78,7 +101,8 @@ def _fully_connected(node, args, out, ctx):
 
 def _matmul(node, args, out, ctx):
     # Matmul.impl is _gemm.matmul: called here without the partial() around the impl
-    return f"_gemm({args[0]}, {args[1]}, {out})" if out else f"_gemm({args[0]}, {args[1]})"
+    fn = _product(node.inputs[0].aval, node.inputs[1].aval)
+    return f"{fn}({args[0]}, {args[1]}, out={out})" if out else f"{fn}({args[0]}, {args[1]})"
 
 
 _IN_PLACE_ACTIVATIONS = {"relu": "np_maximum({0}, 0, out={0})", "tanh": "np_tanh({0}, out={0})"}
