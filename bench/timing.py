@@ -18,9 +18,11 @@ def per_call(fn: Callable[[], object], calls: int) -> float:
 #: Seconds of rest before each timed batch. A candidate that used NumPy's threaded BLAS leaves
 #: its threads spinning for a while after its last product; without the rest they take a core
 #: from whichever candidate comes next (measured: ResNet-18 on the native backend, 45 ms right
-#: after the numpy backend's modes, 28 ms after another native mode). A few untimed calls
-#: follow the rest, so that microsecond-long calls are not timed while the core wakes up.
+#: after the numpy backend's modes, 28 ms after another native mode). Untimed calls follow
+#: the rest for WARM seconds, so that no candidate is timed while the core wakes up and its
+#: thread pools spin up again (the peers, each in a process of its own, run without rests).
 REST = 0.1
+WARM = 0.03
 
 
 def interleaved(candidates: dict[str, Callable[[], object]], calls: int, rounds: int = 7,
@@ -39,6 +41,10 @@ def interleaved(candidates: dict[str, Callable[[], object]], calls: int, rounds:
     for r in range(rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
             time.sleep(REST)
-            per_call(candidates[name], max(1, calls // 10))
-            samples[name].append(per_call(candidates[name], calls))
+            fn = candidates[name]
+            until = time.perf_counter() + WARM
+            fn()
+            while time.perf_counter() < until:
+                fn()
+            samples[name].append(per_call(fn, calls))
     return {name: {"min": min(s), "median": statistics.median(s)} for name, s in samples.items()}
