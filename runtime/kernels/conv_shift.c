@@ -30,6 +30,7 @@
  * its own buffer.
  */
 #include "kiln_kernels.h"
+#include "kk_act.h"
 #include "kk_conv.h"
 #include "kk_simd.h"
 #include "kk_threads.h"
@@ -274,17 +275,6 @@ static void tile_small(const float *w, long ldw, int h, long kdim, const float *
     tile_mr(MR_SMALL, w, ldw, h, kdim, b, off, t);
 }
 
-static inline float act_one(float v, int act) {
-    switch (act) {
-    case KILN_ACT_RELU: return kiln_reluf(v);
-    case KILN_ACT_SIGMOID: return kiln_sigmoidf(v);
-    case KILN_ACT_TANH: return kiln_tanhf(v);
-    case KILN_ACT_SOFTRELU: return kiln_softreluf(v);
-    case KILN_ACT_SOFTSIGN: return kiln_softsignf(v);
-    default: return v;
-    }
-}
-
 typedef struct {
     const shift_plan *q;
     const float *x, *w, *scale, *bias, *residual;
@@ -317,7 +307,7 @@ static void finish_run(float *y, const float *t, const float *res, long n, float
         kk_store_n(y + i, act == KILN_ACT_RELU ? relu_vec(v) : v, n - i);
     }
     if (act != KILN_ACT_NONE && act != KILN_ACT_RELU)
-        for (i = 0; i < n; i++) y[i] = act_one(y[i], act);
+        for (i = 0; i < n; i++) y[i] = kk_act1(y[i], act);
 }
 
 /* Tiles [t0, t1) of filters [f0, f0 + h) of group g of one image (buf -> y, residual). */
@@ -441,7 +431,7 @@ void kk_conv2d_reference(const kiln_conv2d *p, const float *x, const float *w,
                 }
                 long o = oy * p->ow + ox;
                 float v = acc * s + b + (rf ? rf[o] : 0.0f);
-                yf[o] = act_one(v, act);
+                yf[o] = kk_act1(v, act);
             }
     }
 }

@@ -11,6 +11,7 @@
  * Large products go to the installed BLAS when there is one (kiln_blas_use_*).
  */
 #include "kiln_kernels.h"
+#include "kk_act.h"
 #include "kk_gemm.h"
 #include "kk_simd.h"
 #include "kiln_math.h"
@@ -91,17 +92,6 @@ static inline void hsum4(kk_vf a0, kk_vf a1, kk_vf a2, kk_vf a3, float *out) {
     out[2] = kk_hsum(a2);
     out[3] = kk_hsum(a3);
 #endif
-}
-
-static inline float act1(float v, int act) {
-    switch (act) {
-    case KILN_ACT_RELU: return kiln_reluf(v);
-    case KILN_ACT_SIGMOID: return kiln_sigmoidf(v);
-    case KILN_ACT_TANH: return kiln_tanhf(v);
-    case KILN_ACT_SOFTRELU: return kiln_softreluf(v);
-    case KILN_ACT_SOFTSIGN: return kiln_softsignf(v);
-    default: return v;
-    }
 }
 
 static void act_range(float *y, long n, int act) {
@@ -249,7 +239,7 @@ static void dot_columns(void *ctx, long j0, long j1) {
                     float v = d->alpha * out[r * 4 + q];
                     if (d->beta != 0.0f) v += d->beta * c[q];
                     if (d->bias) v += d->bias[j + q];
-                    c[q] = act1(v, d->act);
+                    c[q] = kk_act1(v, d->act);
                 }
             }
         }
@@ -260,7 +250,7 @@ static void dot_columns(void *ctx, long j0, long j1) {
             float *c = d->c + i * d->ldc + j;
             if (d->beta != 0.0f) v += d->beta * *c;
             if (d->bias) v += d->bias[j];
-            *c = act1(v, d->act);
+            *c = kk_act1(v, d->act);
         }
     }
 }

@@ -149,6 +149,34 @@ def _body_call(name: str, arena: str) -> str:
     return f"if ({name}(bin, bout, prm, {arena}, cb)) return -1;"
 
 
+def _emit_loop_setup(gen: Generator, n_in: int, n_out: int, inits: list[View],
+                     captures: list[View], first_capture: int) -> None:
+    """Open the node's block: the body's pointer tables, `cur` (the states a step reads, the
+    initial ones first) and the captured inputs, which every step reads in place."""
+    gen.emit("{")
+    gen.emit(f"    void *bin[{max(n_in, 1)}], *bout[{max(n_out, 1)}];")
+    gen.emit(f"    char *cur[{max(len(inits), 1)}];")
+    for j, v in enumerate(inits):
+        gen.emit(f"    cur[{j}] = {_address(gen, v)};")
+    for i, v in enumerate(captures):
+        gen.emit(f"    bin[{first_capture + i}] = {_address(gen, v)};")
+
+
+def _emit_step(gen: Generator, body: str, arena: str, stacked: list[View], bufs: list,
+               row: str, parity: str) -> None:
+    """One call of a loop body: its per-step outputs into row `row` of the stacked outputs,
+    its new states into the scratch buffers `parity` picks, which the next step reads."""
+    no = len(stacked)
+    for i, o in enumerate(stacked):
+        gen.emit(f"        bout[{i}] = {_address(gen, o)} + {row} * "
+                 f"{_nbytes(o.shape[1:], o.dtype)}L;")
+    for j, (b0, b1) in enumerate(bufs):
+        gen.emit(f"        bout[{no + j}] = ({parity} & 1) ? {b1} : {b0};")
+    gen.emit("        " + _body_call(body, arena))
+    for j in range(len(bufs)):
+        gen.emit(f"        cur[{j}] = (char *)bout[{no + j}];")
+
+
 # ----------------------------------------------------------------------------------------------
 # the operators
 # ----------------------------------------------------------------------------------------------
@@ -168,20 +196,13 @@ def _foreach(gen: Generator, n: Node) -> bool:
     stacked = [gen.output_view(n, i) for i in range(no)]
     bufs, finals = _states(gen, n, inits, no)
     arena = _scratch(gen, arena_bytes, "loop body")
-    n_in, n_out = nd + ns + len(captures), no + ns
-    gen.emit("{")
+    _emit_loop_setup(gen, nd + ns + len(captures), no + ns, inits, captures, nd + ns)
     if count is None:
         gen.emit(f"    const long steps = {steps_total};")
     else:
         gen.emit(f"    long steps = (long){count};")
         gen.emit(f"    if (steps > {steps_total}) steps = {steps_total};")
         gen.emit("    if (steps < 0) steps = 0;")
-    gen.emit(f"    void *bin[{max(n_in, 1)}], *bout[{max(n_out, 1)}];")
-    gen.emit(f"    char *cur[{max(ns, 1)}];")
-    for j, v in enumerate(inits):
-        gen.emit(f"    cur[{j}] = {_address(gen, v)};")
-    for i, v in enumerate(captures):
-        gen.emit(f"    bin[{nd + ns + i}] = {_address(gen, v)};")
     gen.emit("    for (long s = 0; s < steps; s++) {")
     step = "steps - 1 - s" if a["reverse"] else "s"
     gen.emit(f"        const long t = {step};")
@@ -190,14 +211,7 @@ def _foreach(gen: Generator, n: Node) -> bool:
                  f"{_nbytes(v.shape[1:], v.dtype)}L;")
     for j in range(ns):
         gen.emit(f"        bin[{nd + j}] = cur[{j}];")
-    for i, o in enumerate(stacked):
-        gen.emit(f"        bout[{i}] = {_address(gen, o)} + t * "
-                 f"{_nbytes(o.shape[1:], o.dtype)}L;")
-    for j, (b0, b1) in enumerate(bufs):
-        gen.emit(f"        bout[{no + j}] = (s & 1) ? {b1} : {b0};")
-    gen.emit("        " + _body_call(body, arena))
-    for j in range(ns):
-        gen.emit(f"        cur[{j}] = (char *)bout[{no + j}];")
+    _emit_step(gen, body, arena, stacked, bufs, "t", "s")
     gen.emit("    }")
     _emit_finish(gen, stacked, finals, "steps", steps_total)
     gen.emit("}")
@@ -221,14 +235,7 @@ def _while_loop(gen: Generator, n: Node) -> bool:
     arena = _scratch(gen, max(cond_arena, func_arena), "loop body")
     pred = _scratch(gen, _nbytes(pred_aval.shape, pred_aval.dtype), "loop condition")
     pred_type = c_type(pred_aval.dtype)
-    n_in = nv + len(captures)
-    gen.emit("{")
-    gen.emit(f"    void *bin[{max(n_in, 1)}], *bout[{max(no + nv, 1)}];")
-    gen.emit(f"    char *cur[{max(nv, 1)}];")
-    for j, v in enumerate(inits):
-        gen.emit(f"    cur[{j}] = {_address(gen, v)};")
-    for i, v in enumerate(captures):
-        gen.emit(f"    bin[{nv + i}] = {_address(gen, v)};")
+    _emit_loop_setup(gen, nv + len(captures), no + nv, inits, captures, nv)
     gen.emit("    long steps = 0;")
     gen.emit(f"    while (steps < {limit}) {{")
     for j in range(nv):
@@ -236,14 +243,7 @@ def _while_loop(gen: Generator, n: Node) -> bool:
     gen.emit(f"        bout[0] = {pred};")
     gen.emit("        " + _body_call(cond, arena))
     gen.emit(f"        if (!(*(const {pred_type} *){pred})) break;")
-    for i, o in enumerate(stacked):
-        gen.emit(f"        bout[{i}] = {_address(gen, o)} + steps * "
-                 f"{_nbytes(o.shape[1:], o.dtype)}L;")
-    for j, (b0, b1) in enumerate(bufs):
-        gen.emit(f"        bout[{no + j}] = (steps & 1) ? {b1} : {b0};")
-    gen.emit("        " + _body_call(func, arena))
-    for j in range(nv):
-        gen.emit(f"        cur[{j}] = (char *)bout[{no + j}];")
+    _emit_step(gen, func, arena, stacked, bufs, "steps", "steps")
     gen.emit("        steps++;")
     gen.emit("    }")
     _emit_finish(gen, stacked, finals, "steps", limit)
