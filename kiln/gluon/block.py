@@ -445,7 +445,8 @@ class HybridBlock(Block):
         return self.hybrid_forward(F, x, *args, **kwargs, **params)
 
     def hybrid_forward(self, F, x, *args, **kwargs):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define forward(self, x) or "
+                                  "hybrid_forward(self, F, x, ...)")
 
     def infer_shape(self, *args) -> None:
         """Finish deferred initialization by running the forward once on these inputs."""

@@ -11,10 +11,7 @@ import pytest
 
 from kiln import autograd, np, npx
 from kiln.gluon import HybridBlock, Parameter, nn
-from kiln.ops import REGISTRY
 
-pytestmark = pytest.mark.skipif("convolution" not in REGISTRY or "pooling" not in REGISTRY,
-                                reason="convolution/pooling operators are not merged yet")
 
 
 def data(*shape, seed=0):

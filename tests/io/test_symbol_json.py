@@ -87,6 +87,9 @@ def test_reshape_codes():
     assert npx_reshape_shape((1, 3, 4), (-3, -4)) == (3, 4)
     assert npx_reshape_shape((2, 3, 4), (-5, -2)) == (6, 4)
     assert npx_reshape_shape((2, 12), (-2, -6, 3, -1)) == (2, 3, 4)
+    # matched from the right, a split keeps its order
+    assert legacy_reshape_shape((12, 2), (-4, 3, -1, 0), reverse=True) == (3, 4, 2)
+    assert npx_reshape_shape((12, 2), (-6, 3, -1, -2), reverse=True) == (3, 4, 2)
     with pytest.raises(ShapeError):
         npx_reshape_shape((2, 3), (-3, -2))
     with pytest.raises(ShapeError):

@@ -12,6 +12,12 @@ from .table import (
 )
 
 
+# The two dialects of MXNet's reshape codes: what each special code does. Other codes are sizes
+# (legacy: > 0; numpy mode: >= 0).
+_LEGACY_CODES = {0: "copy", -1: "infer", -2: "rest", -3: "merge", -4: "split"}
+_NPX_CODES = {-1: "infer", -2: "copy", -3: "drop", -4: "rest", -5: "merge", -6: "split"}
+
+
 def legacy_reshape_shape(shape: tuple, codes, reverse: bool = False) -> tuple:
     """The target shape of MXNet 1.x `Reshape(shape=codes)` for an input of `shape`.
 
@@ -19,67 +25,7 @@ def legacy_reshape_shape(shape: tuple, codes, reverse: bool = False) -> tuple:
     dimensions; -3 merge two input dimensions; -4 a b split one input dimension into a*b (one of
     a, b may be -1). With `reverse`, codes and dimensions are matched from the right.
     """
-    shape, codes = tuple(shape), list(codes)
-    if reverse:
-        return tuple(reversed(legacy_reshape_shape(shape[::-1], _reverse_codes(codes))))
-    out: list[int] = []
-    i = j = 0
-    while j < len(codes):
-        c = codes[j]
-        if c > 0:
-            out.append(c)
-            i += 1
-        elif c == 0:
-            _need(shape, i, codes)
-            out.append(shape[i])
-            i += 1
-        elif c == -1:
-            out.append(-1)
-            i += 1
-        elif c == -2:
-            out.extend(shape[i:])
-            i = len(shape)
-        elif c == -3:
-            _need(shape, i + 1, codes)
-            out.append(shape[i] * shape[i + 1])
-            i += 2
-        elif c == -4:
-            if j + 2 >= len(codes):
-                raise ShapeError(f"Reshape: code -4 in {tuple(codes)} needs two sizes after it")
-            _need(shape, i, codes)
-            a, b = codes[j + 1], codes[j + 2]
-            if a == -1:
-                a = shape[i] // b
-            if b == -1:
-                b = shape[i] // a
-            if a * b != shape[i]:
-                raise ShapeError(f"Reshape: cannot split dimension {shape[i]} into {a} x {b}")
-            out.extend((a, b))
-            i += 1
-            j += 2
-        else:
-            raise ShapeError(f"Reshape: unknown code {c} in {tuple(codes)}")
-        j += 1
-    return _sh.resolve_newshape(shape, tuple(out))
-
-
-def _reverse_codes(codes: list) -> list:
-    out: list[int] = []
-    j = len(codes) - 1
-    while j >= 0:
-        if j >= 2 and codes[j - 2] == -4:  # '-4 a b' reads as '-4 b a' from the right
-            out.extend((-4, codes[j], codes[j - 1]))
-            j -= 3
-        else:
-            out.append(codes[j])
-            j -= 1
-    return out
-
-
-def _need(shape, i, codes):
-    if i >= len(shape):
-        raise ShapeError(f"Reshape: codes {tuple(codes)} use more dimensions than the input "
-                         f"shape {tuple(shape)} has")
+    return _reshape_codes(tuple(shape), list(codes), reverse, _LEGACY_CODES, "Reshape")
 
 
 def npx_reshape_shape(shape: tuple, codes, reverse: bool = False) -> tuple:
@@ -89,68 +35,79 @@ def npx_reshape_shape(shape: tuple, codes, reverse: bool = False) -> tuple:
     of size 1; -4 copy all remaining; -5 merge two input dimensions; -6 a b split one input
     dimension into a*b (one of a, b may be -1).
     """
-    shape, codes = tuple(shape), list(codes)
-    if reverse:
-        return tuple(reversed(npx_reshape_shape(shape[::-1], _reverse_codes6(codes))))
+    return _reshape_codes(tuple(shape), list(codes), reverse, _NPX_CODES, "npx.reshape")
+
+
+def _reshape_codes(shape: tuple, codes: list, reverse: bool, actions: dict, who: str) -> tuple:
+    split = next(c for c, act in actions.items() if act == "split")
+    if reverse:   # match from the right: 'split a b' reads as 'split b a' from there
+        back = _reshape_codes(shape[::-1], _reverse_codes(codes, split), False, actions, who)
+        return tuple(reversed(back))
     out: list[int] = []
     i = j = 0
     while j < len(codes):
         c = codes[j]
-        if c >= 0:
+        act = actions.get(c, "size" if c >= 0 else None)
+        if act == "size":
             out.append(c)
             i += 1
-        elif c == -1:
+        elif act == "infer":
             out.append(-1)
             i += 1
-        elif c == -2:
-            _need(shape, i, codes)
+        elif act == "copy":
+            _need(shape, i, codes, who)
             out.append(shape[i])
             i += 1
-        elif c == -3:
-            _need(shape, i, codes)
+        elif act == "drop":
+            _need(shape, i, codes, who)
             if shape[i] != 1:
-                raise ShapeError(f"npx.reshape: code -3 drops dimension {i}, of size "
-                                 f"{shape[i]}, not 1")
+                raise ShapeError(f"{who}: code {c} drops dimension {i}, of size {shape[i]}, "
+                                 "not 1")
             i += 1
-        elif c == -4:
+        elif act == "rest":
             out.extend(shape[i:])
             i = len(shape)
-        elif c == -5:
-            _need(shape, i + 1, codes)
+        elif act == "merge":
+            _need(shape, i + 1, codes, who)
             out.append(shape[i] * shape[i + 1])
             i += 2
-        elif c == -6:
+        elif act == "split":
             if j + 2 >= len(codes):
-                raise ShapeError(f"npx.reshape: code -6 in {tuple(codes)} needs two sizes")
-            _need(shape, i, codes)
+                raise ShapeError(f"{who}: code {c} in {tuple(codes)} needs two sizes after it")
+            _need(shape, i, codes, who)
             a, b = codes[j + 1], codes[j + 2]
             if a == -1:
                 a = shape[i] // b
             if b == -1:
                 b = shape[i] // a
             if a * b != shape[i]:
-                raise ShapeError(f"npx.reshape: cannot split dimension {shape[i]} into "
-                                 f"{a} x {b}")
+                raise ShapeError(f"{who}: cannot split dimension {shape[i]} into {a} x {b}")
             out.extend((a, b))
             i += 1
             j += 2
         else:
-            raise ShapeError(f"npx.reshape: unknown code {c} in {tuple(codes)}")
+            raise ShapeError(f"{who}: unknown code {c} in {tuple(codes)}")
         j += 1
     return _sh.resolve_newshape(shape, tuple(out))
 
 
-def _reverse_codes6(codes: list) -> list:
+def _reverse_codes(codes: list, split: int) -> list:
     out: list[int] = []
     j = len(codes) - 1
     while j >= 0:
-        if j >= 2 and codes[j - 2] == -6:
-            out.extend((-6, codes[j], codes[j - 1]))
+        if j >= 2 and codes[j - 2] == split:
+            out.extend((split, codes[j], codes[j - 1]))
             j -= 3
         else:
             out.append(codes[j])
             j -= 1
     return out
+
+
+def _need(shape, i, codes, who):
+    if i >= len(shape):
+        raise ShapeError(f"{who}: codes {tuple(codes)} use more dimensions than the input "
+                         f"shape {tuple(shape)} has")
 
 
 @reader("Reshape reshape", {"shape": ("ints", ()), "reverse": ("bool", False),
