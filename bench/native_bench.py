@@ -40,25 +40,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.models import WithLoss, lenet, resnet18, seed_mlp, train_mlp  # noqa: E402
+from bench.timing import med  # noqa: E402
 from kiln import autograd, np  # noqa: E402
 from kiln.ops import REGISTRY  # noqa: E402
 
 SHARED = ROOT.parent / "shared" if (ROOT.parent / "shared").is_dir() else Path("/work/shared")
 PEER_PYTHON = Path(os.environ.get("KILN_PEERS", "/tmp/kiln-peers")) / "tp" / "bin" / "python"
 HAVE_CONV = "convolution" in REGISTRY and "pooling" in REGISTRY
-
-
-def med(f, n, reps=7, warm=None):
-    for _ in range(warm if warm is not None else max(1, n // 10)):
-        f()
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        for _ in range(n):
-            f()
-        ts.append((time.perf_counter() - t) / n)
-    ts.sort()
-    return ts[len(ts) // 2]
 
 
 def init_params(net, seed=0):

@@ -11,23 +11,12 @@ import json
 import os
 import sys
 import tempfile
-import time
 
 import torch
 from torch import nn
 
-
-def med(f, n, reps=7, warm=None):
-    for _ in range(warm if warm is not None else max(1, n // 10)):
-        f()
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        for _ in range(n):
-            f()
-        ts.append((time.perf_counter() - t) / n)
-    ts.sort()
-    return ts[len(ts) // 2]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import med
 
 
 def ort_session(model, x, threads=None):

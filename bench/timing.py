@@ -25,6 +25,14 @@ REST = 0.1
 WARM = 0.03
 
 
+def med(f: Callable[[], object], n: int, reps: int = 7, warm: int | None = None) -> float:
+    """Median seconds per call over `reps` runs of `n` back-to-back calls, after `warm` calls
+    (default n / 10): the measure of bench/native_bench.py and its peer script."""
+    for _ in range(warm if warm is not None else max(1, n // 10)):
+        f()
+    return statistics.median(per_call(f, n) for _ in range(reps))
+
+
 def interleaved(candidates: dict[str, Callable[[], object]], calls: int, rounds: int = 7,
                 warmup: int = 20) -> dict[str, dict]:
     """Time each candidate in turn, round after round, so drift hits all alike; the order

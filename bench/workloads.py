@@ -81,30 +81,32 @@ def w1() -> dict:
     return candidates
 
 
-def w2() -> dict:
-    X = np.random.normal(size=(256, 784))
-    y = np.array(onp.random.randint(0, 10, size=256), dtype="int64")
+def _training_modes(build, X, lr: float) -> dict:
+    """One SGD training step (softmax cross-entropy, batch 256) of `build()` in every mode."""
+    y = np.array(onp.random.randint(0, 10, size=X.shape[0]), dtype="int64")
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
 
     def make():
-        net = nn.HybridSequential()
-        net.add(nn.Dense(256, activation="relu"), nn.Dense(128, activation="relu"),
-                nn.Dense(10))
+        net = build()
         net.initialize(init.Xavier())
         return net
 
     candidates = {}
     for name, net in _hybrid_modes(make, X, train=True).items():
         net(X)
-        trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
+        trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": lr})
 
         def step(net=net, trainer=trainer):
             with autograd.record():
                 loss = loss_fn(net(X), y)
             loss.backward()
-            trainer.step(256)
+            trainer.step(X.shape[0])
         candidates[name] = step
     return candidates
+
+
+def w2() -> dict:
+    return _training_modes(_models().train_mlp, np.random.normal(size=(256, 784)), 0.1)
 
 
 def _models():
@@ -137,27 +139,7 @@ def _inference_modes(build, x) -> dict:
 
 
 def w3t() -> dict:
-    models = _models()
-    X = np.random.normal(size=(256, 1, 28, 28))
-    y = np.array(onp.random.randint(0, 10, size=256), dtype="int64")
-    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    candidates = {}
-
-    def make():
-        net = models.lenet()
-        net.initialize(init.Xavier())
-        return net
-    for name, net in _hybrid_modes(make, X, train=True).items():
-        net(X)
-        trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.9})
-
-        def step(net=net, trainer=trainer):
-            with autograd.record():
-                loss = loss_fn(net(X), y)
-            loss.backward()
-            trainer.step(256)
-        candidates[name] = step
-    return candidates
+    return _training_modes(_models().lenet, np.random.normal(size=(256, 1, 28, 28)), 0.9)
 
 
 def w3i() -> dict:
