@@ -65,6 +65,12 @@ def _views_f32(gen: Generator, n: Node) -> list[View] | None:
     return views
 
 
+def _emit_call(gen: Generator, struct: str, geometry: str, fn: str, args: list[str]) -> None:
+    """`fn(&geometry, args...)` with the geometry a static constant of the generated code."""
+    gen.emit(f"{{ static const {struct} geometry = {geometry};")
+    gen.emit(f"  {fn}(&geometry, {', '.join(args)}); }}")
+
+
 def _out_hw(shape) -> tuple[int, int]:
     return (1, shape[2]) if len(shape) == 3 else (shape[2], shape[3])
 
@@ -193,9 +199,8 @@ def _convolution(gen: Generator, n: Node) -> bool:
     def p(v):
         return gen.ptr(v, const=True) if v is not None else "NULL"
 
-    gen.emit(f"{{ static const kiln_conv2d geometry = {_conv_struct(geom)};")
-    gen.emit(f"  kiln_conv2d_f32(&geometry, {p(x)}, {p(w)}, {p(scale)}, {p(bias)}, "
-             f"{p(residual)}, {gen.ptr(out)}, {act}); }}")
+    _emit_call(gen, "kiln_conv2d", _conv_struct(geom), "kiln_conv2d_f32",
+               [p(x), p(w), p(scale), p(bias), p(residual), gen.ptr(out), act])
     return True
 
 
@@ -227,9 +232,8 @@ def _deconvolution(gen: Generator, n: Node) -> bool:
     geom["oh"], geom["ow"] = _out_hw(x_shape)
     x, w = gen.contiguous(views[0]), gen.contiguous(views[1])
     out = gen.output_view(n)
-    gen.emit(f"{{ static const kiln_conv2d geometry = {_conv_struct(geom)};")
-    gen.emit(f"  kiln_conv2d_backward_data_f32(&geometry, {gen.ptr(x, const=True)}, "
-             f"{gen.ptr(w, const=True)}, {gen.ptr(out)}); }}")
+    _emit_call(gen, "kiln_conv2d", _conv_struct(geom), "kiln_conv2d_backward_data_f32",
+               [gen.ptr(x, const=True), gen.ptr(w, const=True), gen.ptr(out)])
     if len(views) > 2:
         b = gen.contiguous(views[2])
         f, hw = y_shape[1], geom["h"] * geom["w"]
@@ -251,9 +255,8 @@ def _convolution_weight_grad(gen: Generator, n: Node) -> bool:
     geom["oh"], geom["ow"] = _out_hw(g_shape)
     x, g = gen.contiguous(views[0]), gen.contiguous(views[1])
     out = gen.output_view(n)
-    gen.emit(f"{{ static const kiln_conv2d geometry = {_conv_struct(geom)};")
-    gen.emit(f"  kiln_conv2d_backward_weight_f32(&geometry, {gen.ptr(x, const=True)}, "
-             f"{gen.ptr(g, const=True)}, {gen.ptr(out)}); }}")
+    _emit_call(gen, "kiln_conv2d", _conv_struct(geom), "kiln_conv2d_backward_weight_f32",
+               [gen.ptr(x, const=True), gen.ptr(g, const=True), gen.ptr(out)])
     return True
 
 
@@ -295,8 +298,8 @@ def _pooling(gen: Generator, n: Node) -> bool:
         return False
     x = gen.contiguous(views[0])
     out = gen.output_view(n)
-    gen.emit(f"{{ static const kiln_pool2d geometry = {geom};")
-    gen.emit(f"  kiln_pool2d_f32(&geometry, {gen.ptr(x, const=True)}, {gen.ptr(out)}); }}")
+    _emit_call(gen, "kiln_pool2d", geom, "kiln_pool2d_f32",
+               [gen.ptr(x, const=True), gen.ptr(out)])
     return True
 
 
@@ -310,8 +313,8 @@ def _pooling_backward(gen: Generator, n: Node) -> bool:
         return False
     g, x, y = (gen.contiguous(v) for v in views)
     out = gen.output_view(n)
-    gen.emit(f"{{ static const kiln_pool2d geometry = {geom};")
-    gen.emit(f"  kiln_pool2d_backward_f32(&geometry, {gen.ptr(g, const=True)}, "
-             f"{gen.ptr(x, const=True)}, {gen.ptr(y, const=True)}, {gen.ptr(out)}); }}")
+    _emit_call(gen, "kiln_pool2d", geom, "kiln_pool2d_backward_f32",
+               [gen.ptr(g, const=True), gen.ptr(x, const=True), gen.ptr(y, const=True),
+                gen.ptr(out)])
     return True
 
