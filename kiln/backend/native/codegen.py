@@ -329,6 +329,10 @@ class Generator:
         self.touch(s)
         return f"(({c_type(dtype)} *){s.token()})"
 
+    def resolve(self, text: str) -> str:
+        """`text` with its storage tokens replaced by C (once the arena is planned)."""
+        return _TOKEN.sub(lambda m: self.storages[int(m.group(1))].c_base(), text)
+
     def emit(self, line: str) -> None:
         self.body.append(line)
 
@@ -546,8 +550,7 @@ _TOKEN = re.compile(r"@S(\d+)@")
 
 
 def _assemble(gen: Generator, graph: Graph, label: str, arena_bytes: int) -> str:
-    def sub(text: str) -> str:
-        return _TOKEN.sub(lambda m: gen.storages[int(m.group(1))].c_base(), text)
+    sub = gen.resolve
 
     ins = ", ".join(f"%{gen.names[Value(n, 0)]}" for n in graph.inputs)
     outs = ", ".join(f"%{gen.names[v]}" for v in graph.outputs)

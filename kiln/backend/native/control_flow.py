@@ -51,47 +51,30 @@ def emit_body(gen: Generator, graph: Graph, prefix: str) -> tuple[str, int]:
     unchanged then."""
     sub = Generator(graph, {})
     sub._fn_names = gen._fn_names                 # one namespace for the whole source
-    lower_graph(sub)
+    _, _, arena_bytes = lower_graph(sub)
     if sub.callbacks:
         ops = sorted({c.op for c in sub.callbacks})
         raise LoweringError(f"a loop or branch body uses {', '.join(ops)}, which has no C "
                             "lowering")
-    arena_bytes = _plan_arena_of(sub)
     # the body's parameters (array constants) become the enclosing program's
     for s in sub.storages:
         if s.kind == "param":
             s.index = gen.param_storage(sub.params[s.index]).index
     name = gen.fn_name(prefix)
-
-    def resolved(text: str) -> str:
-        return _token_sub(sub, text)
-
     for code in sub.functions:
-        gen.add_function(resolved(code))
+        gen.add_function(sub.resolve(code))
     lines = [
         f"static int {name}(void *const *in, void *const *out, void *const *prm, char *arena,",
         "                   const kiln_graph_callbacks *cb) {",
         "    (void)in; (void)out; (void)prm; (void)arena; (void)cb;",
     ]
-    lines += [("    " + resolved(line)) if line else "" for line in sub.body]
+    lines += [("    " + sub.resolve(line)) if line else "" for line in sub.body]
     lines += ["    return 0;", "}", ""]
     gen.add_function("\n".join(lines))
     for op, count in sub.lowered.items():
         gen.lowered[op] = gen.lowered.get(op, 0) + count
     gen.inplace_count += sub.inplace_count
     return name, arena_bytes
-
-
-def _plan_arena_of(sub: Generator) -> int:
-    from .codegen import _plan_arena
-
-    return _plan_arena(sub.storages)
-
-
-def _token_sub(sub: Generator, text: str) -> str:
-    from .codegen import _TOKEN
-
-    return _TOKEN.sub(lambda m: sub.storages[int(m.group(1))].c_base(), text)
 
 
 # ----------------------------------------------------------------------------------------------
