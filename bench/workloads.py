@@ -82,9 +82,11 @@ def w1() -> dict:
 
 
 def _training_modes(build, X, lr: float) -> dict:
-    """One SGD training step (softmax cross-entropy, batch 256) of `build()` in every mode."""
+    """One SGD training step (softmax cross-entropy, batch 256) of `build()` in every mode.
+
+    A hybridized mode hybridizes the loss block too, on the same backend, as a user who
+    hybridizes a training step does (the loss is a HybridBlock like the network)."""
     y = np.array(onp.random.randint(0, 10, size=X.shape[0]), dtype="int64")
-    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
 
     def make():
         net = build()
@@ -95,8 +97,11 @@ def _training_modes(build, X, lr: float) -> dict:
     for name, net in _hybrid_modes(make, X, train=True).items():
         net(X)
         trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": lr})
+        loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+        if net._active:
+            loss_fn.hybridize(**net._hybrid_options)
 
-        def step(net=net, trainer=trainer):
+        def step(net=net, trainer=trainer, loss_fn=loss_fn):
             with autograd.record():
                 loss = loss_fn(net(X), y)
             loss.backward()
