@@ -10,8 +10,8 @@ shared machine, load that comes and goes hits every candidate alike.
 
 Workloads: `w2` MLP 784-256-128-10, `seed` MLP 512-256-128-2, both batch 256, softmax
 cross-entropy, plain SGD (lr 0.1) through gluon.Trainer, as `python -m bench W2` times them.
-Modes: `eager`; `numpy`/`native`: the network hybridized on that backend (the loss block eager,
-as in `python -m bench`); `numpy+loss`/`native+loss`: the loss block hybridized too; `handnp`:
+Modes: `eager`; `numpy`/`native`: the network hybridized on that backend, the loss block eager;
+`numpy+loss`/`native+loss`: the loss block hybridized too (as `python -m bench` times W2); `handnp`:
 the same step written in NumPy by hand (the floor of NumPy's BLAS).
 """
 
