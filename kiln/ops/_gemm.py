@@ -3,12 +3,13 @@
 `matmul(a, b, out=None)` computes `a @ b` like `numpy.matmul`. When the native kernels are in
 use in this process (a C compiler exists and `KILN_BACKEND` is not `numpy`), large 2-D float32
 products run in the kernel library's `kiln_sgemm` instead, through the binding's `matmul_f32`:
-single-threaded BLAS blocks (or kiln's own kernels) on kiln's thread pool, with the GIL
-released. On the project's two-core machine NumPy's OpenBLAS reaches ~90 GFLOP/s on a training
-step's products (batch 256, hidden 256) with its own two threads, and much less when other
-processes are busy; the same products run at 110-170 GFLOP/s through kiln_sgemm (see
-bench/train_ab.py). Transposed views (`w.T`, `g.T`) are read in place, as the BLAS's transpose
-flags, never copied.
+single-threaded BLAS blocks (MKL's when the `mkl` package is installed, else OpenBLAS's, else
+kiln's own kernels) on kiln's thread pool, with the GIL released. On the project's two-core
+machine NumPy's OpenBLAS reached ~90 GFLOP/s on a training step's products (batch 256, hidden
+256) with its own two threads, and much less when other processes were busy; the same
+products ran at 110-170 GFLOP/s through kiln_sgemm on OpenBLAS blocks, and faster on MKL's
+(bench/train_ab.py, bench/gemm.py). Transposed views (`w.T`, `g.T`) are read in place, as
+the BLAS's transpose flags, never copied.
 
 Everything else, and any product the binding declines (another dtype, more than two
 dimensions, strides that are neither row- nor column-wise, an `out` overlapping an operand,
