@@ -90,6 +90,10 @@ class Op:
     random: ClassVar[bool] = False
     #: a control-flow operator: its nodes carry body graphs, passed first to impl/infer/grad
     has_subgraphs: ClassVar[bool] = False
+    #: impl takes `out=` (one array or None per output) and may return those arrays, filled,
+    #: instead of new ones: a compiled graph then lends it its own buffers (no copy, no fresh
+    #: pages per call); impl must leave an `out` array alone when it may overlap an input
+    impl_fills_out: ClassVar[bool] = False
 
     impl: ClassVar[Callable]
     infer: ClassVar[Callable]

@@ -401,13 +401,14 @@ class RNN(Op):
     attrs = {"mode": "lstm", "state_size": 1, "reverse": False}
     inputs = ("data", "i2h_weight", "h2h_weight", "i2h_bias", "h2h_bias", "state", "state_cell")
     save_outputs = True
+    impl_fills_out = True    # the C LSTM writes into a compiled graph's buffers
 
     def num_outputs_for(*, mode, state_size, reverse):
         return (3 if mode == "lstm" else 2) + _HIDDEN[mode]
 
-    def impl(x, w_ih, w_hh, b_ih, b_hh, h0, c0=None, *, mode, state_size, reverse):
+    def impl(x, w_ih, w_hh, b_ih, b_hh, h0, c0=None, *, mode, state_size, reverse, out=None):
         if mode == "lstm":
-            done = _native().lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, c0, reverse)
+            done = _native().lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, c0, reverse, out)
             if done is not None:
                 return done
         with _blas():
@@ -465,12 +466,14 @@ class RNNBackward(Op):
     attrs = {"mode": "lstm", "state_size": 1, "reverse": False}
     inputs = ("*data",)
 
+    impl_fills_out = True
+
     def num_outputs_for(*, mode, state_size, reverse):
         return 7 if mode == "lstm" else 6
 
-    def impl(*arrays, mode, state_size, reverse):
+    def impl(*arrays, mode, state_size, reverse, out=None):
         if mode == "lstm":
-            done = _native().lstm_backward(*arrays, reverse)
+            done = _native().lstm_backward(*arrays, reverse, out=out)
             if done is not None:
                 return done
         with _blas():

@@ -73,3 +73,58 @@ def test_views_of_larger_arrays_are_read_correctly():
     args = (x[::2], onp.asfortranarray(w_ih), w_hh, b_ih, b_hh, h0[:, :], c0)
     _close(rnn_kernels.lstm_forward(*args, False),
            _numpy_forward(*[onp.ascontiguousarray(a) for a in args], reverse=False), "forward")
+
+
+def test_results_go_into_the_given_buffers_where_they_fit():
+    """A compiled graph lends the operator its own buffers (RNN.impl_fills_out): the results
+    are written there, except into a buffer that overlaps an input or does not fit."""
+    args = _arrays(4, 3, 5, 6)
+    want = _numpy_forward(*args, reverse=False)
+    lent = [onp.full(w.shape, onp.nan, onp.float32) for w in want]
+    got = rnn_op.RNN.impl(*args, mode="lstm", state_size=6, reverse=False, out=lent)
+    assert all(g is buf for g, buf in zip(got, lent))
+    _close(got, want, "lent buffers")
+
+    w_hh = args[2]
+    before = w_hh.copy()
+    unfit = [onp.zeros((4, 3, 5), onp.float32),               # wrong shape
+             onp.zeros((3, 6), onp.float64),                  # wrong dtype
+             onp.zeros((6, 3), onp.float32).T,                # not C-ordered
+             None,                                            # none lent
+             w_hh.reshape(-1)[:4 * 3 * 6].reshape(4, 3, 6)]   # overlaps the input w_hh
+    got = rnn_op.RNN.impl(*args, mode="lstm", state_size=6, reverse=False, out=unfit)
+    assert not any(g is buf for g, buf in zip(got, unfit))
+    _close(got, want, "fresh buffers")
+    onp.testing.assert_array_equal(w_hh, before)
+
+
+def test_a_hybridized_lstm_fills_the_graph_buffers(monkeypatch):
+    """The native graph passes its buffers to the rnn node and its gradient node."""
+    from kiln import autograd, np
+    from kiln.gluon import rnn
+
+    seen = []
+    real = rnn_kernels._outputs
+
+    def spy(out, shapes, inputs):
+        seen.append(out is not None)
+        return real(out, shapes, inputs)
+    monkeypatch.setattr(rnn_kernels, "_outputs", spy)
+    layer = rnn.LSTM(6, input_size=5)
+    layer.initialize()
+    x = np.array(onp.random.default_rng(1).standard_normal((4, 3, 5)).astype("float32"))
+    x.attach_grad()
+    with autograd.record():
+        eager = layer(x)
+        loss = eager.sum()
+    loss.backward()
+    eager_grad = x.grad.asnumpy().copy()
+    seen.clear()
+    layer.hybridize(backend="native")
+    with autograd.record():
+        y = layer(x)
+        loss = y.sum()
+    loss.backward()
+    assert seen == [True, True]     # forward and backward, each with lent buffers
+    onp.testing.assert_allclose(y.asnumpy(), eager.asnumpy(), rtol=1e-5, atol=1e-6)
+    onp.testing.assert_allclose(x.grad.asnumpy(), eager_grad, rtol=1e-5, atol=1e-6)

@@ -266,17 +266,22 @@ def make_callback(program: NativeProgram, arena: _np.ndarray):
 
 
 def _handler(spec, arena, params):
+    from ...ops.registry import REGISTRY
+
     impl = spec.impl
     ins = [_getter(v, arena, params) for v in spec.inputs]
     outs = [_getter(v, arena, params) for v in spec.outputs]
+    lends = getattr(REGISTRY.get(spec.op), "impl_fills_out", False)
 
     def run(inputs, outputs):
         args = [g(inputs, outputs) for g in ins]
+        dests = [g(inputs, outputs) for g in outs]
         with _np.errstate(all="ignore"):
-            result = impl(*args)
+            result = impl(*args, out=dests) if lends else impl(*args)
         results = result if isinstance(result, tuple) else (result,)
-        for g, r in zip(outs, results, strict=True):
-            _np.copyto(g(inputs, outputs), r, casting="unsafe")
+        for d, r in zip(dests, results, strict=True):
+            if r is not d:    # a result the implementation did not write in place
+                _np.copyto(d, r, casting="unsafe")
 
     return run
 

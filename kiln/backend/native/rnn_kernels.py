@@ -71,8 +71,23 @@ def _ptr(a: _np.ndarray) -> int:
     return a.ctypes.data
 
 
-def lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, c0, reverse: bool):
-    """(y, last state, last cell, gate activations, cell states), or None (use NumPy)."""
+def _outputs(out, shapes, inputs) -> list[_np.ndarray]:
+    """Arrays to write the results into: the caller's `out` arrays where they fit (float32,
+    C-ordered, writeable, the right shape, sharing no memory with an input), new ones else."""
+    made = []
+    for i, shape in enumerate(shapes):
+        a = out[i] if out is not None and i < len(out) else None
+        if not (isinstance(a, _np.ndarray) and a.dtype == _F32 and a.shape == shape
+                and a.flags.c_contiguous and a.flags.writeable
+                and not any(_np.may_share_memory(a, x) for x in inputs)):
+            a = _np.empty(shape, _F32)
+        made.append(a)
+    return made
+
+
+def lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, c0, reverse: bool, out=None):
+    """(y, last state, last cell, gate activations, cell states), or None (use NumPy).
+    `out`: arrays to fill where they fit (see _outputs)."""
     fns = _functions()
     arrays = _ready((x, w_ih, w_hh, b_ih, b_hh, h0, c0)) if fns else None
     if arrays is None:
@@ -80,17 +95,16 @@ def lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, c0, reverse: bool):
     x, w_ih, w_hh, b_ih, b_hh, h0, c0 = arrays
     t_len, n, i = x.shape
     h = w_hh.shape[1]
-    y = _np.empty((t_len, n, h), _F32)
-    h_last, c_last = _np.empty((n, h), _F32), _np.empty((n, h), _F32)
-    gates = _np.empty((t_len, n, 4 * h), _F32)
-    cells = _np.empty((t_len, n, h), _F32)
-    fns[0](t_len, n, i, h, *map(_ptr, arrays), int(bool(reverse)),
-           *map(_ptr, (y, h_last, c_last, gates, cells)))
-    return y, h_last, c_last, gates, cells
+    outs = _outputs(out, [(t_len, n, h), (n, h), (n, h), (t_len, n, 4 * h), (t_len, n, h)],
+                    arrays)
+    fns[0](t_len, n, i, h, *map(_ptr, arrays), int(bool(reverse)), *map(_ptr, outs))
+    return tuple(outs)
 
 
-def lstm_backward(dy, dh, dc, x, w_ih, w_hh, h0, c0, y, gates, cells, reverse: bool):
-    """(dx, dW_ih, dW_hh, db_ih, db_hh, dh0, dc0), or None (use NumPy)."""
+def lstm_backward(dy, dh, dc, x, w_ih, w_hh, h0, c0, y, gates, cells, reverse: bool,
+                  out=None):
+    """(dx, dW_ih, dW_hh, db_ih, db_hh, dh0, dc0), or None (use NumPy).
+    `out`: arrays to fill where they fit (see _outputs)."""
     fns = _functions()
     arrays = _ready((dy, dh, dc, x, w_ih, w_hh, h0, c0, y, gates, cells)) if fns else None
     if arrays is None:
@@ -98,9 +112,8 @@ def lstm_backward(dy, dh, dc, x, w_ih, w_hh, h0, c0, y, gates, cells, reverse: b
     x, w_ih, w_hh = arrays[3], arrays[4], arrays[5]
     t_len, n, i = x.shape
     h = w_hh.shape[1]
-    outs = (_np.empty_like(x), _np.empty_like(w_ih), _np.empty_like(w_hh),
-            _np.empty(4 * h, _F32), _np.empty(4 * h, _F32), _np.empty((n, h), _F32),
-            _np.empty((n, h), _F32))
+    outs = tuple(_outputs(out, [x.shape, w_ih.shape, w_hh.shape, (4 * h,), (4 * h,), (n, h),
+                                (n, h)], arrays))
     if fns[1](t_len, n, i, h, *map(_ptr, arrays), int(bool(reverse)), *map(_ptr, outs)):
         raise MemoryError("lstm backward: no memory for the gate gradients "
                           f"({t_len} x {n} x {4 * h} float32)")
