@@ -60,14 +60,28 @@ static long row_grain(long h) {
     return g > 0 ? g : 1;
 }
 
-/* t (cols, rows) = x (rows, cols)^T, in 32 x 32 tiles (a plain loop strides through memory). */
-static void transpose(const float *x, long rows, long cols, float *t) {
-    for (long r0 = 0; r0 < rows; r0 += 32)
-        for (long c0 = 0; c0 < cols; c0 += 32) {
-            long r1 = r0 + 32 < rows ? r0 + 32 : rows, c1 = c0 + 32 < cols ? c0 + 32 : cols;
-            for (long r = r0; r < r1; r++)
-                for (long c = c0; c < c1; c++) t[c * rows + r] = x[r * cols + c];
+typedef struct {
+    const float *x;
+    long rows, cols;
+    float *t;
+} transpose_job;
+
+/* Columns [c0, c1) of x become rows of t, in 32 x 32 tiles (a plain loop strides through
+ * memory): each thread writes whole rows of t. */
+static void transpose_cols(void *ctx, long c0, long c1) {
+    const transpose_job *d = (const transpose_job *)ctx;
+    for (long cb = c0; cb < c1; cb += 32)
+        for (long r0 = 0; r0 < d->rows; r0 += 32) {
+            long r1 = r0 + 32 < d->rows ? r0 + 32 : d->rows, ce = cb + 32 < c1 ? cb + 32 : c1;
+            for (long c = cb; c < ce; c++)
+                for (long r = r0; r < r1; r++) d->t[c * d->rows + r] = d->x[r * d->cols + c];
         }
+}
+
+/* t (cols, rows) = x (rows, cols)^T on the pool */
+static void transpose(const float *x, long rows, long cols, float *t) {
+    transpose_job d = {x, rows, cols, t};
+    kiln_parallel_for(transpose_cols, &d, cols, 32);
 }
 
 void kiln_lstm_forward_f32(long t_len, long n, long in, long h, const float *x,
