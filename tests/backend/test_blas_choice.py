@@ -1,8 +1,8 @@
 """Which BLAS the kernel library uses (KILN_BLAS), and that each one computes the same products.
 
 The suite's own process runs on whichever BLAS comes first (MKL where the `mkl` package is
-installed, else NumPy's OpenBLAS); the products of every BLAS that is present here are checked
-in a process of their own, since the choice is made once per process.
+installed on an Intel CPU, else NumPy's OpenBLAS); the products of every BLAS present here are
+checked in a process of their own, since the choice is made once per process.
 """
 
 from __future__ import annotations
@@ -49,14 +49,27 @@ def test_a_missing_choice_warns_and_takes_the_next(monkeypatch):
     assert b.blas == (1, 1234) and b.threads == (5, 6)
 
 
-def test_auto_prefers_mkl_then_numpy(monkeypatch):
+def test_auto_prefers_mkl_on_intel_then_numpy(monkeypatch):
     monkeypatch.setattr(runtime, "_mkl_blas", lambda: (2, 99, (7, 8)))
     monkeypatch.setattr(runtime, "_numpy_openblas", lambda: (1, 1234, (5, 6)))
+    monkeypatch.setattr(runtime, "_intel_cpu", lambda: True)
     b = FakeBinding()
     assert runtime._install_blas(b, "auto").startswith("mkl (cblas)")
     assert b.blas == (2, 99)
     assert runtime._install_blas(b, "numpy").startswith("numpy")
     assert b.blas == (1, 1234)
+
+
+def test_auto_keeps_openblas_first_on_other_cpus(monkeypatch):
+    monkeypatch.setattr(runtime, "_mkl_blas", lambda: (2, 99, (7, 8)))
+    monkeypatch.setattr(runtime, "_numpy_openblas", lambda: (1, 1234, (5, 6)))
+    monkeypatch.setattr(runtime, "_intel_cpu", lambda: False)
+    b = FakeBinding()
+    assert runtime._install_blas(b, "auto").startswith("numpy")
+    assert runtime._install_blas(b, "mkl").startswith("mkl")     # asked for by name
+    monkeypatch.setattr(runtime, "_numpy_openblas", lambda: None)
+    monkeypatch.setattr(runtime, "_scipy_blas", lambda: None)
+    assert runtime._install_blas(b, "auto").startswith("mkl")    # the only one there
 
 
 def test_blas_threads_env_leaves_threading_to_the_blas(monkeypatch):
