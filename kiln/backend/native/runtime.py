@@ -248,7 +248,7 @@ def _mkl_blas() -> tuple[int, int, tuple | None] | None:
     as with OpenBLAS. So MKL starts no OpenMP threads of its own, which would spin for a while
     after each product and take a core from kiln's pool (KILN_BLAS_THREADS=blas gives MKL its
     OpenMP threads instead). On the project machine MKL's blocks ran the workloads' products
-    1.15-2.2x faster than OpenBLAS's (bench/gemm.py).
+    1.13-2.17x faster than OpenBLAS's (bench/gemm.py).
     """
     roots = dict.fromkeys([sys.prefix, sys.base_prefix, os.environ.get("CONDA_PREFIX", "")])
     layer = _MKL_THREADING_SEQUENTIAL if _kiln_splits_products() else _MKL_THREADING_INTEL
