@@ -457,19 +457,21 @@ typedef struct {
     long rows, cols, ld;
 } transpose_job;
 
-static void transpose_tiles(void *ctx, long r0, long r1) {
+/* Columns [c0, c1) of src become rows of dst: a thread writes whole rows of dst, each tile's
+ * writes contiguous (writing down columns instead ran 4x slower on a cold 1024 x 256). */
+static void transpose_cols(void *ctx, long c0, long c1) {
     const transpose_job *d = (const transpose_job *)ctx;
-    for (long i0 = r0 * 32; i0 < KK_MIN(r1 * 32, d->rows); i0 += 32)
-        for (long j0 = 0; j0 < d->cols; j0 += 32)
-            for (long i = i0; i < KK_MIN(i0 + 32, d->rows); i++)
-                for (long j = j0; j < KK_MIN(j0 + 32, d->cols); j++)
-                    d->dst[j * d->rows + i] = d->src[i * d->ld + j];
+    for (long cb = c0; cb < c1; cb += 32)
+        for (long r0 = 0; r0 < d->rows; r0 += 32) {
+            long r1 = KK_MIN(r0 + 32, d->rows), ce = KK_MIN(cb + 32, c1);
+            for (long c = cb; c < ce; c++)
+                for (long r = r0; r < r1; r++) d->dst[c * d->rows + r] = d->src[r * d->ld + c];
+        }
 }
 
-static void transpose_into(float *dst, const float *src, long rows, long cols, long ld) {
+void kk_transpose(float *dst, const float *src, long rows, long cols, long ld) {
     transpose_job d = {src, dst, rows, cols, ld};
-    long tiles = (rows + 31) / 32;
-    kiln_parallel_for(transpose_tiles, &d, tiles, KK_MAX(1, 16384 / (32 * cols + 1)));
+    kiln_parallel_for(transpose_cols, &d, cols, KK_MAX(32, 16384 / (rows + 1)));
 }
 
 void kiln_sgemm_builtin(int ta, int tb, long m, long n, long k, float alpha, const float *a,
@@ -490,13 +492,13 @@ void kiln_sgemm_builtin(int ta, int tb, long m, long n, long k, float alpha, con
          * unpacked NN kernel (O(mnk)) */
         if (ta) {
             float *t = (float *)kiln_scratch(0, (size_t)m * k * sizeof(float));
-            transpose_into(t, a, k, m, lda);
+            kk_transpose(t, a, k, m, lda);
             a = t;
             lda = k;
         }
         if (tb) {
             float *t = (float *)kiln_scratch(1, (size_t)k * n * sizeof(float));
-            transpose_into(t, b, n, k, ldb);
+            kk_transpose(t, b, n, k, ldb);
             b = t;
             ldb = n;
         }

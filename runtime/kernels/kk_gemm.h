@@ -19,4 +19,8 @@ void kk_gemm_nn_rows(long k, const float *a, long lda, const float *b, const lon
 void kk_gemm_nn_rows_par(long m, long n, long k, const float *a, long lda, const float *b,
                          const long *boff, float *c, long ldc, int accumulate, int parallel);
 
+/* dst (cols x rows, dense) = src^T for src rows x cols with leading dimension ld, in 32 x 32
+ * tiles over the thread pool (gemm.c). */
+void kk_transpose(float *dst, const float *src, long rows, long cols, long ld);
+
 #endif

@@ -15,6 +15,7 @@
  */
 #include "kiln_kernels.h"
 #include "kiln_math.h"
+#include "kk_gemm.h"
 
 #include <string.h>
 
@@ -60,30 +61,6 @@ static long row_grain(long h) {
     return g > 0 ? g : 1;
 }
 
-typedef struct {
-    const float *x;
-    long rows, cols;
-    float *t;
-} transpose_job;
-
-/* Columns [c0, c1) of x become rows of t, in 32 x 32 tiles (a plain loop strides through
- * memory): each thread writes whole rows of t. */
-static void transpose_cols(void *ctx, long c0, long c1) {
-    const transpose_job *d = (const transpose_job *)ctx;
-    for (long cb = c0; cb < c1; cb += 32)
-        for (long r0 = 0; r0 < d->rows; r0 += 32) {
-            long r1 = r0 + 32 < d->rows ? r0 + 32 : d->rows, ce = cb + 32 < c1 ? cb + 32 : c1;
-            for (long c = cb; c < ce; c++)
-                for (long r = r0; r < r1; r++) d->t[c * d->rows + r] = d->x[r * d->cols + c];
-        }
-}
-
-/* t (cols, rows) = x (rows, cols)^T on the pool */
-static void transpose(const float *x, long rows, long cols, float *t) {
-    transpose_job d = {x, rows, cols, t};
-    kiln_parallel_for(transpose_cols, &d, cols, 32);
-}
-
 void kiln_lstm_forward_f32(long t_len, long n, long in, long h, const float *x,
                            const float *w_ih, const float *w_hh, const float *b_ih,
                            const float *b_hh, const float *h0, const float *c0, int reverse,
@@ -98,7 +75,7 @@ void kiln_lstm_forward_f32(long t_len, long n, long in, long h, const float *x,
     /* the per-step products read W_hh^T (H, 4H) row by row: transposed once here, they run
      * 1.3-1.6x faster than reading w_hh transposed in every step */
     float *w_t = (float *)kiln_scratch(3, (size_t)(h * g4) * sizeof(float));
-    if (w_t) transpose(w_hh, g4, h, w_t);
+    if (w_t) kk_transpose(w_t, w_hh, g4, h, h);
     const float *hp = h0, *cp = c0;
     for (long s = 0; s < t_len; s++) {
         long t = reverse ? t_len - 1 - s : s;
