@@ -39,9 +39,16 @@ def test_none_means_the_builtin_kernels():
     assert b.blas == (0, 0)
 
 
-def test_a_missing_choice_warns_and_takes_the_next(monkeypatch):
-    monkeypatch.setattr(runtime, "_mkl_blas", lambda: None)
+@pytest.fixture
+def both(monkeypatch):
+    """MKL and NumPy's OpenBLAS both 'installed' (fake finders); yields the monkeypatch."""
+    monkeypatch.setattr(runtime, "_mkl_blas", lambda: (2, 99, (7, 8)))
     monkeypatch.setattr(runtime, "_numpy_openblas", lambda: (1, 1234, (5, 6)))
+    return monkeypatch
+
+
+def test_a_missing_choice_warns_and_takes_the_next(both):
+    both.setattr(runtime, "_mkl_blas", lambda: None)
     b = FakeBinding()
     with pytest.warns(RuntimeWarning, match=r"KILN_BLAS=mkl: .*pip install 'kiln\[mkl\]'"):
         label = runtime._install_blas(b, "mkl")
@@ -49,10 +56,8 @@ def test_a_missing_choice_warns_and_takes_the_next(monkeypatch):
     assert b.blas == (1, 1234) and b.threads == (5, 6)
 
 
-def test_auto_prefers_mkl_on_intel_then_numpy(monkeypatch):
-    monkeypatch.setattr(runtime, "_mkl_blas", lambda: (2, 99, (7, 8)))
-    monkeypatch.setattr(runtime, "_numpy_openblas", lambda: (1, 1234, (5, 6)))
-    monkeypatch.setattr(runtime, "_intel_cpu", lambda: True)
+def test_auto_prefers_mkl_on_intel_then_numpy(both):
+    both.setattr(runtime, "_intel_cpu", lambda: True)
     b = FakeBinding()
     assert runtime._install_blas(b, "auto").startswith("mkl (cblas)")
     assert b.blas == (2, 99)
@@ -60,21 +65,18 @@ def test_auto_prefers_mkl_on_intel_then_numpy(monkeypatch):
     assert b.blas == (1, 1234)
 
 
-def test_auto_keeps_openblas_first_on_other_cpus(monkeypatch):
-    monkeypatch.setattr(runtime, "_mkl_blas", lambda: (2, 99, (7, 8)))
-    monkeypatch.setattr(runtime, "_numpy_openblas", lambda: (1, 1234, (5, 6)))
-    monkeypatch.setattr(runtime, "_intel_cpu", lambda: False)
+def test_auto_keeps_openblas_first_on_other_cpus(both):
+    both.setattr(runtime, "_intel_cpu", lambda: False)
     b = FakeBinding()
     assert runtime._install_blas(b, "auto").startswith("numpy")
     assert runtime._install_blas(b, "mkl").startswith("mkl")     # asked for by name
-    monkeypatch.setattr(runtime, "_numpy_openblas", lambda: None)
-    monkeypatch.setattr(runtime, "_scipy_blas", lambda: None)
+    both.setattr(runtime, "_numpy_openblas", lambda: None)
+    both.setattr(runtime, "_scipy_blas", lambda: None)
     assert runtime._install_blas(b, "auto").startswith("mkl")    # the only one there
 
 
-def test_blas_threads_env_leaves_threading_to_the_blas(monkeypatch):
-    monkeypatch.setattr(runtime, "_numpy_openblas", lambda: (1, 1234, (5, 6)))
-    monkeypatch.setenv("KILN_BLAS_THREADS", "blas")
+def test_blas_threads_env_leaves_threading_to_the_blas(both):
+    both.setenv("KILN_BLAS_THREADS", "blas")
     b = FakeBinding()
     assert runtime._install_blas(b, "numpy") == "numpy (cblas, 64-bit ints)"
     assert b.threads is None
