@@ -113,8 +113,7 @@ static void plan_init(shift_plan *q, const kiln_conv2d *p, long *mem) {
         for (long t = 0; t < kk; t++) q->off[c * kk + t] = q->off[t] + c * q->cstride;
 }
 
-/* even[t] = src[2 t] for 2 t < n, odd[t] = src[2 t + 1] for 2 t + 1 < n */
-static void deinterleave(const float *src, long n, float *even, float *odd) {
+void kk_deinterleave(const float *src, long n, float *even, float *odd) {
     long t = 0;
 #if defined(__AVX512F__)
     const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28,
@@ -202,7 +201,7 @@ static void build_channels(const shift_plan *q, const float *x, float *buf, long
             for (long i = 0; i < q->hq; i++) {
                 long iy = i * p->sh + a - p->ph;
                 if (iy < 0 || iy >= p->h) continue;
-                deinterleave(xc + iy * p->w, p->w, rows[0] + i * q->wq, rows[1] + i * q->wq);
+                kk_deinterleave(xc + iy * p->w, p->w, rows[0] + i * q->wq, rows[1] + i * q->wq);
             }
         }
     }
@@ -285,31 +284,6 @@ typedef struct {
     long pchunks, per_chunk; /* the panels split into pchunks chunks of per_chunk */
 } shift_job;
 
-/* One run of outputs: y[i] = act(t[i] s + b (+ res[i])) for i < n, vectorised (a masked last
- * vector); y may be res (an in-place residual add: each element is read before it is
- * written). */
-static inline kk_vf relu_vec(kk_vf v) {
-    return (kk_vf)((kk_vi)v & ~(kk_vi)(v < kk_splat(0.0f)));    /* NaN stays NaN */
-}
-
-static void finish_run(float *y, const float *t, const float *res, long n, float s, float b,
-                       int act) {
-    kk_vf sv = kk_splat(s), bv = kk_splat(b);
-    long i = 0;
-    for (; i + KK_VLEN <= n; i += KK_VLEN) {
-        kk_vf v = kk_load(t + i) * sv + bv;
-        if (res) v += kk_load(res + i);
-        kk_store(y + i, act == KILN_ACT_RELU ? relu_vec(v) : v);
-    }
-    if (i < n) {
-        kk_vf v = kk_load_n(t + i, n - i) * sv + bv;
-        if (res) v += kk_load_n(res + i, n - i);
-        kk_store_n(y + i, act == KILN_ACT_RELU ? relu_vec(v) : v, n - i);
-    }
-    if (act != KILN_ACT_NONE && act != KILN_ACT_RELU)
-        for (i = 0; i < n; i++) y[i] = kk_act1(y[i], act);
-}
-
 /* Tiles [t0, t1) of filters [f0, f0 + h) of group g of one image (buf -> y, residual). */
 static void run_tiles(const shift_job *d, const float *buf, long img, long g, long f0, int h,
                       long t0, long t1) {
@@ -346,7 +320,7 @@ static void run_tiles(const shift_job *d, const float *buf, long img, long g, lo
             long f = ff + r;
             float s = d->scale ? d->scale[f] : 1.0f, bb = d->bias ? d->bias[f] : 0.0f;
             for (int i = 0; i < nseg; i++)
-                finish_run(y + r * q->ohw + seg_o[i], t + r * NR + seg_t[i],
+                kk_conv_finish(y + r * q->ohw + seg_o[i], t + r * NR + seg_t[i],
                            res ? res + r * q->ohw + seg_o[i] : NULL, seg_n[i], s, bb, d->act);
         }
     }

@@ -34,6 +34,7 @@ def lib():
     k.kiln_conv2d_init.argtypes = [P]
     k.kiln_set_num_threads.argtypes = [ctypes.c_int]
     k.kiln_conv2d_f32.argtypes = [P, P, P, P, P, P, P, ctypes.c_int]
+    k.kk_conv2d_winograd.argtypes = k.kiln_conv2d_f32.argtypes
     k.kiln_conv2d_backward_data_f32.argtypes = [P, P, P, P]
     k.kiln_conv2d_backward_weight_f32.argtypes = [P, P, P, P]
     k.kiln_pool2d_f32.argtypes = [P, P, P]
@@ -282,6 +283,108 @@ def test_conv2d_propagates_nan_and_inf(lib):
             if act == 0:
                 assert np.array_equal(np.isinf(y[0, f]), inf_at)
             assert np.isfinite(y[0, f][~(nan_at | inf_at)]).all()
+
+
+# Winograd F(2x2, 3x3) (conv_winograd.c) takes 3x3 stride-1 convolutions on maps of 100 tiles
+# and more with 2e7 multiply-adds or more. (n, c, h, w, f, pad): each exercises a part of it.
+WINOGRAD_CONVS = [
+    (1, 64, 56, 56, 64, 1),      # ResNet's 56x56 layer: by blocks, each item its own block's V
+    (1, 128, 28, 28, 128, 1),    # 28x28: by blocks, the panels split, V of every block kept
+    (1, 80, 27, 23, 45, 1),      # odd sizes: half tiles at the edges; 45 filters: a short panel
+    (1, 64, 25, 30, 60, 0),      # no padding: 23x28 outputs
+    (1, 64, 22, 21, 64, 2),      # padding 2: 24x23 outputs, even and odd columns shifted
+    (2, 64, 24, 26, 64, 1),      # a batch of two
+    (1, 256, 28, 28, 260, 1),    # by panels: U (4 MiB) would not stay in L2; 260 = 10 x 24 + 20
+]
+
+
+def winograd_case(geom, seed=0):
+    n, c, h, w, f, pad = geom
+    p = Conv2d(n, c, h, w, f, 3, 3, 1, 1, pad, pad, 1, 1, 1, 0, 0)
+    x = rand(n, c, h, w, seed=seed)
+    wt = (rand(f, c, 3, 3, seed=seed + 1) / np.sqrt(9 * c)).astype(np.float32)
+    ref = conv_ref(x.astype(np.float64), wt.astype(np.float64), (1, 1), (pad, pad), (1, 1), 1)
+    return p, x, wt, ref
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("geom", WINOGRAD_CONVS)
+def test_winograd_matches_the_definition(lib, geom, threads):
+    p, x, wt, ref = winograd_case(geom)
+    assert lib.kiln_conv2d_init(ctypes.byref(p)) == 0
+    f = geom[4]
+    scale, bias, res = rand(f, seed=3), rand(f, seed=2), rand(*ref.shape, seed=5)
+    lib.kiln_set_num_threads(threads)
+    try:
+        y = np.full(ref.shape, np.nan, np.float32)
+        assert lib.kk_conv2d_winograd(ctypes.byref(p), ptr(x), ptr(wt), None, None, None, ptr(y),
+                                      0) == 0
+        # float64 reference: the error stays at float32 rounding's scale (~1e-7 relative)
+        assert np.abs(y - ref).max() <= 2e-6 * np.abs(ref).max()
+        # the epilogue: scale, bias, a residual updated in place, relu
+        inplace = res.copy()
+        lib.kiln_conv2d_f32(ctypes.byref(p), ptr(x), ptr(wt), ptr(scale), ptr(bias),
+                            ptr(inplace), ptr(inplace), 1)
+        expect = np.maximum(ref * scale[:, None, None] + bias[:, None, None] + res, 0)
+        np.testing.assert_allclose(inplace, expect, rtol=1e-5, atol=1e-5)
+    finally:
+        lib.kiln_set_num_threads(0)
+
+
+@pytest.mark.parametrize("geom", [
+    (1, 64, 56, 56, 64, 3, 3, 2, 2, 1, 1, 1, 1, 1),   # stride 2
+    (1, 64, 56, 56, 64, 3, 3, 1, 1, 2, 2, 2, 2, 1),   # dilation 2
+    (1, 64, 56, 56, 64, 3, 3, 1, 1, 1, 1, 1, 1, 2),   # groups
+    (1, 64, 56, 56, 64, 5, 5, 1, 1, 2, 2, 1, 1, 1),   # 5x5
+    (1, 256, 14, 14, 256, 3, 3, 1, 1, 1, 1, 1, 1, 1),  # 49 tiles: the weights' transform dominates
+    (1, 16, 56, 56, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1),   # too little work for the passes' costs
+])
+def test_winograd_declines_what_it_does_not_take(lib, geom):
+    p = Conv2d(*geom, 0, 0)
+    assert lib.kiln_conv2d_init(ctypes.byref(p)) == 0
+    n, c, h, w, f = geom[:5]
+    x, wt = rand(n, c, h, w), rand(f, c // geom[13], geom[5], geom[6], seed=1)
+    y = np.full((n, f, p.oh, p.ow), 7.0, np.float32)
+    assert lib.kk_conv2d_winograd(ctypes.byref(p), ptr(x), ptr(wt), None, None, None, ptr(y),
+                                  0) == -1
+    assert (y == 7.0).all()
+
+
+@pytest.mark.parametrize("geom", [WINOGRAD_CONVS[0], WINOGRAD_CONVS[5]])
+def test_winograd_passes_non_finite_input_to_the_direct_kernel(lib, geom):
+    """An inf or a NaN would spread to outputs outside its window through the transforms: such
+    an input is declined (y untouched) and kiln_conv2d_f32 keeps each in its own window."""
+    p, x, wt, _ = winograd_case(geom)
+    assert lib.kiln_conv2d_init(ctypes.byref(p)) == 0
+    n, c, h, w, f, _ = geom
+    x[n - 1, 3, 10, 20] = np.nan
+    x[n - 1, 5, h - 1, 0] = np.inf
+    y = np.full((n, f, p.oh, p.ow), 7.0, np.float32)
+    assert lib.kk_conv2d_winograd(ctypes.byref(p), ptr(x), ptr(wt), None, None, None, ptr(y),
+                                  0) == -1
+    assert (y == 7.0).all()
+    lib.kiln_conv2d_f32(ctypes.byref(p), ptr(x), ptr(wt), None, None, None, ptr(y), 0)
+    bad = np.zeros((p.oh, p.ow), bool)
+    bad[9:12, 19:22] = True                  # the 3x3 windows holding the NaN
+    bad[h - 2:h, 0:2] = True                 # and the inf (padding 1)
+    assert not np.isfinite(y[n - 1]).all(axis=0)[bad].any()
+    assert np.isfinite(y[n - 1][:, ~bad]).all()
+    if n > 1:
+        assert np.isfinite(y[0]).all()
+
+
+@pytest.mark.parametrize("geom", [WINOGRAD_CONVS[1], WINOGRAD_CONVS[6]])
+def test_winograd_non_finite_weight(lib, geom):
+    """A NaN weight makes its filter's outputs NaN and leaves every other filter exact, by
+    either order of work (by blocks it declines; by panels its panel runs the definition)."""
+    p, x, wt, ref = winograd_case(geom)
+    assert lib.kiln_conv2d_init(ctypes.byref(p)) == 0
+    wt[7, 2, 1, 1] = np.nan
+    y = np.empty(ref.shape, np.float32)
+    lib.kiln_conv2d_f32(ctypes.byref(p), ptr(x), ptr(wt), None, None, None, ptr(y), 0)
+    assert np.isnan(y[:, 7]).all()
+    others = np.arange(geom[4]) != 7
+    assert np.abs(y[:, others] - ref[:, others]).max() <= 2e-6 * np.abs(ref).max()
 
 
 class Pool2d(ctypes.Structure):

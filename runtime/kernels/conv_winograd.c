@@ -1,0 +1,523 @@
+/* conv_winograd.c: 3x3 stride-1 convolutions by Winograd's minimal filtering F(2x2, 3x3).
+ *
+ * Why. Most of a ResNet's time is in 3x3 stride-1 convolutions. The direct kernel
+ * (conv_shift.c) spends 9 multiply-adds per output per (filter, channel) pair. F(2x2, 3x3)
+ * computes each 2x2 block of outputs from the 4x4 input patch around it with 16
+ * multiplications instead of 36: 2.25x fewer. With the 4x4 tile's elements numbered e:
+ *
+ *     U[e] = (G g G^T)[e]      the weights g (3x3) of each (filter, channel), f x c
+ *     V[e] = (B^T d B)[e]      each tile's input patch d (4x4), c x tiles
+ *     M[e] = U[e] V[e]         16 independent matrix products
+ *     y    = A^T M A           each tile's 2x2 outputs
+ *
+ * with B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]
+ * and A^T = [1 1 1 0; 0 1 -1 -1] (Lavin and Gray, 2015).
+ *
+ * The input's zero-padded rows are first split into even and odd columns (the split image),
+ * so a vector of 16 tiles' patch column is one unaligned load; V is then computed block by
+ * block of tiles, in V[e][c][tile] order. The products use a register tile of mr filters x nb
+ * tiles, U's panel of mr filters laid out [e][c][mr] so the inner loop reads one stream; after
+ * a panel's 16 products, A^T M A and the epilogue (scale, bias, residual, activation) run while
+ * M is in L1. The weights are transformed per call: a graph's parameters may change between
+ * calls. Two orders of work, by which operand fits in L2 (see choose_order):
+ *
+ *   by blocks (large maps, few channels: ResNet's 56x56 and 28x28 layers): U of every panel
+ *     once (1/2 to 1 MiB), then items of (block of 32 tiles, chunk of panels), each reading
+ *     its block's V in L1 while the panels stream past from L2;
+ *   by panels (small maps, many channels: 14x14 and 7x7): V of every block once (1/2 to
+ *     1 MiB), then one item per panel of 24 filters, which transforms its own weights (never
+ *     all of U, up to 16 MiB, in memory) and runs every block of 16 tiles against them.
+ *
+ * Exactness. The transforms add and subtract inputs before the products, so rounding differs
+ * from the direct sum's (measured smaller here than the direct kernel's, whose sums are longer);
+ * and an inf or a NaN would reach outputs whose windows do not hold it (through the tile's
+ * other outputs, and inf - inf). So a non-finite input passes the call back to the direct
+ * kernel, and a panel with a non-finite weight computes its filters by the definition.
+ */
+#include "kk_conv.h"
+#include "kk_simd.h"
+#include "kk_threads.h"
+
+#include <stdlib.h>
+#include <string.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+/* register tiles: MR filters x 2 vectors of tiles (by blocks), 2 MR x 1 vector (by panels);
+ * either holds 2 MR accumulators, which with the operands fit the register file */
+#if KK_VLEN >= 16
+#define MR 12
+#elif KK_VLEN >= 8
+#define MR 6
+#else
+#define MR 4                  /* the weights' transform holds MR filters in one vector */
+#endif
+#define NB_WIDE (2 * KK_VLEN)
+#define NB_NARROW KK_VLEN
+#define MR_MAX (2 * MR)
+#define NB_MAX NB_WIDE
+
+typedef struct {
+    const kiln_conv2d *p;
+    const float *w, *scale, *bias;
+    int act;
+    int by_panels;            /* the order of work (see the header) */
+    long mr, nb;              /* the register tile: filters x tiles */
+    long th, tw, ntiles;      /* tiles: th rows of tw, 2x2 outputs each */
+    long blocks, panels;      /* of nb tiles, of mr filters (the last ones padded) */
+    long pitch;               /* floats per even / odd padded row of the split image */
+    long rows;                /* padded rows the tiles read: 2 th + 2 */
+    long per_chunk, chunks;   /* by blocks: panels per item, items per block */
+    float *u;                 /* by blocks: U of every panel (u_at) */
+    long u_stride;            /* floats from U[e] to U[e + 1] of a panel */
+    float *split;             /* the split image (split_row) */
+    float *v;                 /* V of every block, or NULL (by blocks with one chunk) */
+    const float *img;         /* the image of the batch being convolved */
+    float *out;               /* its outputs */
+    const float *res;         /* and residual, or NULL */
+    int decline;              /* a non-finite input or weight, or no scratch memory */
+} wino_job;
+
+/* U[e] and U[e + 1] lie u_stride floats apart, padded past a multiple of 4 KiB (ResNet's
+ * 256-channel layer gave exactly one): 16 streams whose addresses agree in their low 12 bits
+ * collide in the L1 cache, which made the weights' transform 20 times slower. */
+static long u_stride_for(long c_n, long mr) { return c_n * mr + 16; }
+
+/* ---------------------------------------------------------------------------------------------
+ * the weights
+ * ------------------------------------------------------------------------------------------- */
+
+/* Weights are read PREFETCH channels ahead of their use: the filters of a sub-panel are MR
+ * streams C * 9 floats apart, which from memory (the 7x7 layers' 9 MiB) left the loads waiting
+ * without it. */
+#define PREFETCH 16
+
+/* t[e][0:MR] = (G g G^T)[e] of the MR filters' 3x3 weights g[k] (one vector per tap k, a lane
+ * per filter); returns their sum times 0 (NaN when one is not finite). */
+static inline kk_vf weights_transform(const kk_vf g[9], kk_vf t[16]) {
+    kk_vf q[4][3], half = kk_splat(0.5f), probe = kk_splat(0.0f);
+    for (int j = 0; j < 3; j++) {              /* G g: rows */
+        kk_vf a = g[j], b = g[3 + j], e = g[6 + j];
+        q[0][j] = a;
+        q[1][j] = half * (a + b + e);
+        q[2][j] = half * (a - b + e);
+        q[3][j] = e;
+        probe += (a + b + e) * 0.0f;
+    }
+    for (int i = 0; i < 4; i++) {              /* (G g) G^T */
+        kk_vf a = q[i][0], b = q[i][1], e = q[i][2];
+        t[i * 4 + 0] = a;
+        t[i * 4 + 1] = half * (a + b + e);
+        t[i * 4 + 2] = half * (a - b + e);
+        t[i * 4 + 3] = e;
+    }
+    return probe;
+}
+
+/* u[e u_stride + c mr + r] = (G g G^T)[e] of filter f0 + r, channel c (zero past the last
+ * filter), for r < mr; returns 0, or NaN when a weight is not finite. MR filters at a time
+ * (as many streams as the hardware follows), as the lanes of vectors: one gather per tap with
+ * AVX-512, lane by lane otherwise. The lanes past MR (and past the last filter) are zero. */
+static float transform_panel(const wino_job *d, long f0, float *u, long u_stride) {
+    const kiln_conv2d *p = d->p;
+    long c_n = p->c, mr = d->mr;
+    kk_vf probe = kk_splat(0.0f);
+    for (long s0 = 0; s0 < mr; s0 += MR) {
+        long nf = KK_MAX(0, KK_MIN(MR, p->f - f0 - s0));
+        const float *w0 = d->w + (f0 + s0) * c_n * 9;
+#if defined(__AVX512F__)
+        const __m512i rows = _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32((int)(c_n * 9)));
+        const __mmask16 lanes = (__mmask16)((1u << nf) - 1u);
+#endif
+        for (long c = 0; c < c_n; c++) {
+            kk_vf g[9], t[16];
+            if (c + PREFETCH < c_n)
+                for (long r = 0; r < nf; r++) __builtin_prefetch(w0 + (r * c_n + c + PREFETCH) * 9);
+#if defined(__AVX512F__)
+            for (int k = 0; k < 9; k++)
+                g[k] = (kk_vf)_mm512_mask_i32gather_ps(_mm512_setzero_ps(), lanes, rows,
+                                                       w0 + c * 9 + k, 4);
+#else
+            for (int k = 0; k < 9; k++) {
+                g[k] = kk_splat(0.0f);
+                for (long r = 0; r < nf; r++) g[k][r] = w0[(r * c_n + c) * 9 + k];
+            }
+#endif
+            probe += weights_transform(g, t);
+            for (int e = 0; e < 16; e++) kk_store_n(u + e * u_stride + c * mr + s0, t[e], MR);
+        }
+    }
+    return kk_hsum(probe);
+}
+
+/* U of panel pn in the shared U (by blocks) */
+static inline float *u_at(const wino_job *d, long pn) { return d->u + pn * d->p->c * d->mr; }
+
+static void transform_weights(void *ctx, long pn0, long pn1) {
+    wino_job *d = (wino_job *)ctx;
+    for (long pn = pn0; pn < pn1; pn++)
+        if (transform_panel(d, pn * d->mr, u_at(d, pn), d->u_stride) != 0.0f)
+            __atomic_store_n(&d->decline, 1, __ATOMIC_RELAXED);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * the input
+ * ------------------------------------------------------------------------------------------- */
+
+/* 0 when x[0:n] is finite, NaN otherwise */
+static float finite_probe(const float *x, long n) {
+    kk_vf acc = kk_splat(0.0f);
+    long i = 0;
+    for (; i + KK_VLEN <= n; i += KK_VLEN) acc += kk_load(x + i) * 0.0f;
+    if (i < n) acc += kk_load_n(x + i, n - i) * 0.0f;
+    return kk_hsum(acc);
+}
+
+/* Channel c's padded row of the split image: even columns, then odd, each `pitch` long. */
+static inline const float *split_row(const wino_job *d, long c, long row) {
+    return d->split + (c * d->rows + row) * 2 * d->pitch;
+}
+
+/* The split image of channels [c0, c1): padded row i of channel c into its even columns
+ * (padded column q = ix + pw even: at q / 2) and its odd ones; checks the input is finite. */
+static void split_channels(void *ctx, long c0, long c1) {
+    wino_job *d = (wino_job *)ctx;
+    const kiln_conv2d *p = d->p;
+    long half = p->pw / 2;
+    for (long c = c0; c < c1; c++) {
+        const float *xc = d->img + c * p->h * p->w;
+        if (finite_probe(xc, p->h * p->w) != 0.0f) {
+            __atomic_store_n(&d->decline, 1, __ATOMIC_RELAXED);
+            return;
+        }
+        for (long i = 0; i < d->rows; i++) {
+            float *e = (float *)split_row(d, c, i), *o = e + d->pitch;
+            memset(e, 0, (size_t)(2 * d->pitch) * sizeof(float));
+            long iy = i - p->ph;
+            if (iy < 0 || iy >= p->h) continue;
+            if (p->pw % 2 == 0) kk_deinterleave(xc + iy * p->w, p->w, e + half, o + half);
+            else kk_deinterleave(xc + iy * p->w, p->w, o + half, e + half + 1);
+        }
+    }
+}
+
+/* v[(e c_n + c) nb + j - j0] = (B^T d B)[e] of tiles j in [j0, j1), every channel: a vector of
+ * tiles of one tile row at a time, their patch columns four unaligned loads of the split rows.
+ * Tiles j1 - j0 to nb are zeroed (computed and dropped). */
+static void transform_block(const wino_job *d, long j0, long j1, float *v) {
+    long c_n = d->p->c, nb = d->nb, plane = c_n * nb;
+    for (long c = 0; c < c_n; c++) {
+        for (long j = j0; j < j1;) {
+            long ty = j / d->tw, tx = j - ty * d->tw;
+            long n = KK_MIN(KK_MIN(KK_VLEN, d->tw - tx), j1 - j);
+            kk_vf t[4][4];
+            for (int i = 0; i < 4; i++) {      /* d B, a patch row at a time */
+                const float *e = split_row(d, c, 2 * ty + i) + tx, *o = e + d->pitch;
+                kk_vf d0 = kk_load(e), d1 = kk_load(o), d2 = kk_load(e + 1), d3 = kk_load(o + 1);
+                t[i][0] = d0 - d2;
+                t[i][1] = d1 + d2;
+                t[i][2] = d2 - d1;
+                t[i][3] = d1 - d3;
+            }
+            float *dst = v + c * nb + (j - j0);
+            for (int k = 0; k < 4; k++) {      /* B^T (d B) */
+                kk_vf col[4] = {t[0][k] - t[2][k], t[1][k] + t[2][k], t[2][k] - t[1][k],
+                                t[1][k] - t[3][k]};
+                for (int i = 0; i < 4; i++) kk_store_n(dst + (i * 4 + k) * plane, col[i], n);
+            }
+            j += n;
+        }
+        if (j1 - j0 < nb)
+            for (int e = 0; e < 16; e++)
+                memset(v + e * plane + c * nb + (j1 - j0), 0,
+                       (size_t)(nb - (j1 - j0)) * sizeof(float));
+    }
+}
+
+static inline float *v_of_block(const wino_job *d, long blk) {
+    return d->v + blk * 16 * d->p->c * d->nb;
+}
+
+static void transform_blocks(void *ctx, long b0, long b1) {
+    const wino_job *d = (const wino_job *)ctx;
+    for (long b = b0; b < b1; b++)
+        transform_block(d, b * d->nb, KK_MIN((b + 1) * d->nb, d->ntiles), v_of_block(d, b));
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * the products, the output transform and the epilogue
+ * ------------------------------------------------------------------------------------------- */
+
+/* m[r][0:nv KK_VLEN] = sum_c u[c mr + r] v[c nv KK_VLEN + 0:nv KK_VLEN] for r < mr */
+static inline __attribute__((always_inline)) void product_tile(int mr, int nv, const float *u,
+                                                               const float *v, long c_n,
+                                                               float *m) {
+    kk_vf acc[MR_MAX][2];
+#pragma GCC unroll 32
+    for (int r = 0; r < mr; r++)
+        for (int i = 0; i < nv; i++) acc[r][i] = kk_splat(0.0f);
+    for (long c = 0; c < c_n; c++) {
+        const float *a = u + c * mr, *b = v + c * nv * KK_VLEN;
+        kk_vf b0 = kk_load(b), b1 = nv > 1 ? kk_load(b + KK_VLEN) : b0;
+#pragma GCC unroll 32
+        for (int r = 0; r < mr; r++) {
+            acc[r][0] += a[r] * b0;
+            if (nv > 1) acc[r][1] += a[r] * b1;
+        }
+    }
+#pragma GCC unroll 32
+    for (int r = 0; r < mr; r++)
+        for (int i = 0; i < nv; i++) kk_store(m + (r * nv + i) * KK_VLEN, acc[r][i]);
+}
+
+static void products_wide(const float *u, const float *v, long c_n, float *m) {
+    product_tile(MR, 2, u, v, c_n, m);
+}
+
+static void products_narrow(const float *u, const float *v, long c_n, float *m) {
+    product_tile(2 * MR, 1, u, v, c_n, m);
+}
+
+/* out[0:2 KK_VLEN] = a[0], b[0], a[1], b[1], ... */
+static inline void interleave(kk_vf a, kk_vf b, float *out) {
+#if defined(__AVX512F__)
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30,
+                                         15, 31);
+    _mm512_store_ps(out, _mm512_permutex2var_ps((__m512)a, lo, (__m512)b));
+    _mm512_store_ps(out + 16, _mm512_permutex2var_ps((__m512)a, hi, (__m512)b));
+#else
+    for (int i = 0; i < KK_VLEN; i++) {
+        out[2 * i] = a[i];
+        out[2 * i + 1] = b[i];
+    }
+#endif
+}
+
+/* Filter f's outputs of tiles [j0, j1) from m + e ldm = its M[e] of those tiles. */
+static void finish_filter(const wino_job *d, long f, const float *m, long ldm, long j0,
+                          long j1) {
+    const kiln_conv2d *p = d->p;
+    long ohw = p->oh * p->ow;
+    float s = d->scale ? d->scale[f] : 1.0f, b = d->bias ? d->bias[f] : 0.0f;
+    float *yf = d->out + f * ohw;
+    const float *rf = d->res ? d->res + f * ohw : NULL;
+    float row[2 * KK_VLEN] __attribute__((aligned(64)));
+    for (long j = j0; j < j1;) {
+        long ty = j / d->tw, tx = j - ty * d->tw;
+        long n = KK_MIN(KK_MIN(KK_VLEN, d->tw - tx), j1 - j);
+        const float *mj = m + (j - j0);
+        kk_vf a[2][4];
+        for (int k = 0; k < 4; k++) {          /* A^T M */
+            kk_vf m0 = kk_load(mj + k * ldm), m1 = kk_load(mj + (4 + k) * ldm),
+                  m2 = kk_load(mj + (8 + k) * ldm), m3 = kk_load(mj + (12 + k) * ldm);
+            a[0][k] = m0 + m1 + m2;
+            a[1][k] = m1 - m2 - m3;
+        }
+        for (int i = 0; i < 2 && 2 * ty + i < p->oh; i++) {   /* (A^T M) A: row 2 ty + i */
+            interleave(a[i][0] + a[i][1] + a[i][2], a[i][1] - a[i][2] - a[i][3], row);
+            long o = (2 * ty + i) * p->ow + 2 * tx;
+            kk_conv_finish(yf + o, row, rf ? rf + o : NULL, KK_MIN(2 * n, p->ow - 2 * tx), s, b,
+                           d->act);
+        }
+        j += n;
+    }
+}
+
+/* Filter f's outputs of tiles [j0, j1) by the definition: a panel whose weights are not all
+ * finite, or an item whose thread got no scratch memory. */
+static void direct_tiles(const wino_job *d, long f, long j0, long j1) {
+    const kiln_conv2d *p = d->p;
+    long ohw = p->oh * p->ow;
+    for (long j = j0; j < j1; j++) {
+        long ty = j / d->tw, tx = j - ty * d->tw;
+        for (long oy = 2 * ty; oy < KK_MIN(2 * ty + 2, p->oh); oy++)
+            for (long ox = 2 * tx; ox < KK_MIN(2 * tx + 2, p->ow); ox++) {
+                float acc = 0.0f;
+                for (long c = 0; c < p->c; c++)
+                    for (long k = 0; k < 9; k++) {
+                        /* padding counts as zeros times the weight: a NaN weight gives NaN
+                         * everywhere, as in the other kernels */
+                        long iy = oy + k / 3 - p->ph, ix = ox + k % 3 - p->pw;
+                        float xv = iy >= 0 && iy < p->h && ix >= 0 && ix < p->w
+                                       ? d->img[(c * p->h + iy) * p->w + ix]
+                                       : 0.0f;
+                        acc += xv * d->w[(f * p->c + c) * 9 + k];
+                    }
+                long o = f * ohw + oy * p->ow + ox;
+                kk_conv_finish(d->out + o, &acc, d->res ? d->res + o : NULL, 1,
+                               d->scale ? d->scale[f] : 1.0f, d->bias ? d->bias[f] : 0.0f,
+                               d->act);
+            }
+    }
+}
+
+/* Filters [f0, f0 + mr) x tiles [j0, j1): the 16 products of U (u, e stride u_stride) and the
+ * block's V into m, then each filter finished. */
+static void panel_block(const wino_job *d, long f0, const float *u, long u_stride,
+                        const float *v, long j0, long j1, float *m, const char *ahead,
+                        long ahead_bytes) {
+    long c_n = d->p->c, mr = d->mr, nb = d->nb;
+    for (int e = 0; e < 16; e++) {
+        /* the bytes [ahead, + ahead_bytes) into L2, a sixteenth before each product */
+        for (long b = e * ahead_bytes / 16; b < (e + 1) * ahead_bytes / 16; b += 64)
+            __builtin_prefetch(ahead + b, 0, 2);
+        if (nb == NB_WIDE) products_wide(u + e * u_stride, v + e * c_n * nb, c_n, m + e * mr * nb);
+        else products_narrow(u + e * u_stride, v + e * c_n * nb, c_n, m + e * mr * nb);
+    }
+    for (long f = f0; f < KK_MIN(d->p->f, f0 + mr); f++)
+        finish_filter(d, f, m + (f - f0) * nb, mr * nb, j0, j1);
+}
+
+/* By blocks: item = (block, chunk of panels), block-major. */
+static void run_blocks(void *ctx, long lo, long hi) {
+    const wino_job *d = (const wino_job *)ctx;
+    long c_n = d->p->c, vsize = 16 * c_n * d->nb;
+    /* + KK_VLEN: finish_filter's last vector may read past M's last row (lanes dropped) */
+    float m[16 * MR_MAX * NB_MAX / 2 + KK_VLEN] __attribute__((aligned(64)));
+    float *own = d->v ? NULL : (float *)kiln_scratch(1, (size_t)vsize * sizeof(float));
+    for (long item = lo; item < hi; item++) {
+        long blk = item / d->chunks, ch = item % d->chunks;
+        long j0 = blk * d->nb, j1 = KK_MIN(j0 + d->nb, d->ntiles);
+        long pn0 = ch * d->per_chunk, pn1 = KK_MIN(d->panels, pn0 + d->per_chunk);
+        const float *v = d->v ? v_of_block(d, blk) : own;
+        if (!v) {
+            for (long f = pn0 * d->mr; f < KK_MIN(d->p->f, pn1 * d->mr); f++)
+                direct_tiles(d, f, j0, j1);
+            continue;
+        }
+        if (!d->v) transform_block(d, j0, j1, own);
+        for (long pn = pn0; pn < pn1; pn++)
+            panel_block(d, pn * d->mr, u_at(d, pn), d->u_stride, v, j0, j1, m, NULL, 0);
+    }
+}
+
+/* By panels: item = panel; its U transformed here, then every block. The next panel's weights
+ * (contiguous) are fetched into L2 during this one's products, so that reading them from
+ * memory (all of the 7x7 layers' 9 MiB, once) overlaps the arithmetic. */
+static void run_panels(void *ctx, long lo, long hi) {
+    const wino_job *d = (const wino_job *)ctx;
+    long c_n = d->p->c, stride = u_stride_for(c_n, d->mr);
+    float m[16 * MR_MAX * NB_MAX / 2 + KK_VLEN] __attribute__((aligned(64)));
+    float *u = (float *)kiln_scratch(2, (size_t)16 * stride * sizeof(float));
+    for (long pn = lo; pn < hi; pn++) {
+        long f0 = pn * d->mr;
+        if (!u || transform_panel(d, f0, u, stride) != 0.0f) {
+            for (long f = f0; f < KK_MIN(d->p->f, f0 + d->mr); f++)
+                direct_tiles(d, f, 0, d->ntiles);
+            continue;
+        }
+        const char *next = (const char *)(d->w + (f0 + d->mr) * c_n * 9);
+        long next_bytes = pn + 1 < hi ? KK_MIN(d->mr, d->p->f - f0 - d->mr) * c_n * 36 : 0;
+        long piece = next_bytes / d->blocks / 64 * 64 + 64;
+        for (long blk = 0; blk < d->blocks; blk++) {
+            long b0 = KK_MIN(blk * piece, next_bytes), b1 = KK_MIN(b0 + piece, next_bytes);
+            panel_block(d, f0, u, stride, v_of_block(d, blk), blk * d->nb,
+                        KK_MIN((blk + 1) * d->nb, d->ntiles), m, next + b0, b1 - b0);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * entry point
+ * ------------------------------------------------------------------------------------------- */
+
+/* Worth it: F(2x2, 3x3) costs 16 products per 4 outputs where the direct kernel costs 36, but
+ * the weights' transform (per call) costs as much as a few tiles' products per (filter,
+ * channel) pair: on maps of under 100 tiles it does not pay. Measured against the direct
+ * kernel (both cores, AVX-512), 14x14 maps were level (256 and 512 channels) and 7x7 ones
+ * 0.8x; 28x28 and larger 1.1-1.8x. Small convolutions (under 2e7 multiply-adds per image:
+ * 16 channels at 56x56, 64 at 20x20) lose to the passes' fixed costs. */
+static int winograd_pays(const kiln_conv2d *p) {
+    static int enabled = -1;        /* KILN_WINOGRAD=0 turns it off (comparisons, debugging) */
+    if (enabled < 0) {
+        const char *s = getenv("KILN_WINOGRAD");
+        enabled = !(s && s[0] == '0');
+    }
+    long tiles = ((p->oh + 1) / 2) * ((p->ow + 1) / 2);
+    double macs = 9.0 * p->f * p->c * p->oh * p->ow;
+    return enabled && p->kh == 3 && p->kw == 3 && p->sh == 1 && p->sw == 1 && p->dh == 1 &&
+           p->dw == 1 && p->groups == 1 && tiles >= 100 && macs >= 2e7;
+}
+
+/* By panels when all of U would not stay in L2 but all of V would: U is 16/9 of the weights,
+ * V 4x the input (by blocks re-reads U for every block, by panels V for every panel). */
+static int choose_order(const kiln_conv2d *p, long ntiles) {
+    double u_bytes = 16.0 * 4 * p->f * p->c, v_bytes = 16.0 * 4 * p->c * ntiles;
+    return u_bytes > 1.5e6 && v_bytes < u_bytes;
+}
+
+/* The order of work, the register tile and the items; scratch memory. Returns -1 without it. */
+static int plan(wino_job *d, const kiln_conv2d *p) {
+    d->th = (p->oh + 1) / 2;
+    d->tw = (p->ow + 1) / 2;
+    d->ntiles = d->th * d->tw;
+    d->rows = 2 * d->th + 2;
+    /* the loads reach column tx + KK_VLEN of the split rows, tx < tw rounded up */
+    long cols = KK_MAX((d->tw + KK_VLEN - 1) / KK_VLEN * KK_VLEN + 1, (p->w + p->pw) / 2 + 2);
+    d->pitch = (cols + KK_VLEN - 1) / KK_VLEN * KK_VLEN;
+    d->by_panels = choose_order(p, d->ntiles);
+    d->mr = d->by_panels ? 2 * MR : MR;
+    d->nb = d->by_panels ? NB_NARROW : NB_WIDE;
+    d->blocks = (d->ntiles + d->nb - 1) / d->nb;
+    d->panels = (p->f + d->mr - 1) / d->mr;
+    d->split = (float *)kiln_scratch(3, (size_t)p->c * d->rows * 2 * d->pitch * sizeof(float));
+    if (!d->split) return -1;
+    d->chunks = 1;
+    d->per_chunk = d->panels;
+    if (d->by_panels) {
+        d->v = (float *)kiln_scratch(1, (size_t)d->blocks * 16 * p->c * d->nb * sizeof(float));
+        return d->v ? 0 : -1;
+    }
+    /* by blocks: the panels split when there are too few blocks for about 8 items per thread;
+     * then V of every block is kept, else each item transforms its own block */
+    long want = 8L * kiln_get_num_threads();
+    if (d->blocks < want) {
+        d->chunks = KK_MIN(d->panels, (want + d->blocks - 1) / d->blocks);
+        d->per_chunk = (d->panels + d->chunks - 1) / d->chunks;
+        d->chunks = (d->panels + d->per_chunk - 1) / d->per_chunk;
+    }
+    if (d->chunks > 1) {
+        d->v = (float *)kiln_scratch(1, (size_t)d->blocks * 16 * p->c * d->nb * sizeof(float));
+        if (!d->v) return -1;
+    }
+    d->u_stride = u_stride_for(p->c * d->panels, d->mr);
+    d->u = (float *)kiln_scratch(2, (size_t)16 * d->u_stride * sizeof(float));
+    return d->u ? 0 : -1;
+}
+
+int kk_conv2d_winograd(const kiln_conv2d *p, const float *x, const float *w, const float *scale,
+                       const float *bias, const float *residual, float *y, int act) {
+    if (!winograd_pays(p)) return -1;
+    wino_job d;
+    memset(&d, 0, sizeof d);
+    d.p = p;
+    d.w = w;
+    d.scale = scale;
+    d.bias = bias;
+    d.act = act;
+    if (plan(&d, p) != 0) return -1;
+    if (!d.by_panels) {
+        kiln_parallel_for(transform_weights, &d, d.panels, 1);
+        if (d.decline) return -1;
+    }
+    long ohw = p->oh * p->ow, chw = p->c * p->h * p->w;
+    /* image 0 is checked while it is split; the others now, since a decline must come before
+     * any output is written (y may be the residual) */
+    for (long img = 1; img < p->n; img++)
+        if (finite_probe(x + img * chw, chw) != 0.0f) return -1;
+    for (long img = 0; img < p->n; img++) {
+        d.img = x + img * chw;
+        d.out = y + img * p->f * ohw;
+        d.res = residual ? residual + img * p->f * ohw : NULL;
+        kiln_parallel_for(split_channels, &d, p->c, KK_MAX(1, 4096 / (p->h * p->w + 1)));
+        if (d.decline) return -1;
+        if (d.v) kiln_parallel_for(transform_blocks, &d, d.blocks, 1);
+        if (d.by_panels) kk_parallel_for_chunks(run_panels, &d, d.panels, 1, 8);
+        else kk_parallel_for_chunks(run_blocks, &d, d.blocks * d.chunks, 1, 8);
+    }
+    return 0;
+}
