@@ -73,6 +73,7 @@ typedef struct {
     long u_stride;            /* floats from U[e] to U[e + 1] of a panel */
     float *split;             /* the split image (split_row) */
     float *v;                 /* V of every block, or NULL (by blocks with one chunk) */
+    long vplane;              /* floats from V[e] to V[e + 1] of a block: c nb, padded as U's */
     const float *img;         /* the image of the batch being convolved */
     float *out;               /* its outputs */
     const float *res;         /* and residual, or NULL */
@@ -81,7 +82,8 @@ typedef struct {
 
 /* U[e] and U[e + 1] lie u_stride floats apart, padded past a multiple of 4 KiB (ResNet's
  * 256-channel layer gave exactly one): 16 streams whose addresses agree in their low 12 bits
- * collide in the L1 cache, which made the weights' transform 20 times slower. */
+ * collide in the L1 cache, which made the weights' transform 20 times slower. V's planes are
+ * padded alike (c nb floats are 4 KiB times c / 32 with AVX-512). */
 static long u_stride_for(long c_n, long mr) { return c_n * mr + 16; }
 
 /* ---------------------------------------------------------------------------------------------
@@ -208,7 +210,7 @@ static void split_channels(void *ctx, long c0, long c1) {
  * tiles of one tile row at a time, their patch columns four unaligned loads of the split rows.
  * Tiles j1 - j0 to nb are zeroed (computed and dropped). */
 static void transform_block(const wino_job *d, long j0, long j1, float *v) {
-    long c_n = d->p->c, nb = d->nb, plane = c_n * nb;
+    long c_n = d->p->c, nb = d->nb, plane = d->vplane;
     for (long c = 0; c < c_n; c++) {
         for (long j = j0; j < j1;) {
             long ty = j / d->tw, tx = j - ty * d->tw;
@@ -238,7 +240,7 @@ static void transform_block(const wino_job *d, long j0, long j1, float *v) {
 }
 
 static inline float *v_of_block(const wino_job *d, long blk) {
-    return d->v + blk * 16 * d->p->c * d->nb;
+    return d->v + blk * 16 * d->vplane;
 }
 
 static void transform_blocks(void *ctx, long b0, long b1) {
@@ -365,8 +367,9 @@ static void panel_block(const wino_job *d, long f0, const float *u, long u_strid
         /* the bytes [ahead, + ahead_bytes) into L2, a sixteenth before each product */
         for (long b = e * ahead_bytes / 16; b < (e + 1) * ahead_bytes / 16; b += 64)
             __builtin_prefetch(ahead + b, 0, 2);
-        if (nb == NB_WIDE) products_wide(u + e * u_stride, v + e * c_n * nb, c_n, m + e * mr * nb);
-        else products_narrow(u + e * u_stride, v + e * c_n * nb, c_n, m + e * mr * nb);
+        const float *ve = v + e * d->vplane;
+        if (nb == NB_WIDE) products_wide(u + e * u_stride, ve, c_n, m + e * mr * nb);
+        else products_narrow(u + e * u_stride, ve, c_n, m + e * mr * nb);
     }
     for (long f = f0; f < KK_MIN(d->p->f, f0 + mr); f++)
         finish_filter(d, f, m + (f - f0) * nb, mr * nb, j0, j1);
@@ -375,7 +378,7 @@ static void panel_block(const wino_job *d, long f0, const float *u, long u_strid
 /* By blocks: item = (block, chunk of panels), block-major. */
 static void run_blocks(void *ctx, long lo, long hi) {
     const wino_job *d = (const wino_job *)ctx;
-    long c_n = d->p->c, vsize = 16 * c_n * d->nb;
+    long vsize = 16 * d->vplane;
     /* + KK_VLEN: finish_filter's last vector may read past M's last row (lanes dropped) */
     float m[16 * MR_MAX * NB_MAX / 2 + KK_VLEN] __attribute__((aligned(64)));
     float *own = d->v ? NULL : (float *)kiln_scratch(1, (size_t)vsize * sizeof(float));
@@ -464,12 +467,13 @@ static int plan(wino_job *d, const kiln_conv2d *p) {
     d->nb = d->by_panels ? NB_NARROW : NB_WIDE;
     d->blocks = (d->ntiles + d->nb - 1) / d->nb;
     d->panels = (p->f + d->mr - 1) / d->mr;
+    d->vplane = p->c * d->nb + 16;
     d->split = (float *)kiln_scratch(3, (size_t)p->c * d->rows * 2 * d->pitch * sizeof(float));
     if (!d->split) return -1;
     d->chunks = 1;
     d->per_chunk = d->panels;
     if (d->by_panels) {
-        d->v = (float *)kiln_scratch(1, (size_t)d->blocks * 16 * p->c * d->nb * sizeof(float));
+        d->v = (float *)kiln_scratch(1, (size_t)d->blocks * 16 * d->vplane * sizeof(float));
         return d->v ? 0 : -1;
     }
     /* by blocks: the panels split when there are too few blocks for about 8 items per thread;
@@ -481,7 +485,7 @@ static int plan(wino_job *d, const kiln_conv2d *p) {
         d->chunks = (d->panels + d->per_chunk - 1) / d->per_chunk;
     }
     if (d->chunks > 1) {
-        d->v = (float *)kiln_scratch(1, (size_t)d->blocks * 16 * p->c * d->nb * sizeof(float));
+        d->v = (float *)kiln_scratch(1, (size_t)d->blocks * 16 * d->vplane * sizeof(float));
         if (!d->v) return -1;
     }
     d->u_stride = u_stride_for(p->c * d->panels, d->mr);
