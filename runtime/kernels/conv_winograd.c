@@ -16,17 +16,19 @@
  * The input's zero-padded rows are first split into even and odd columns (the split image),
  * so a vector of 16 tiles' patch column is one unaligned load; V is then computed block by
  * block of tiles, in V[e][c][tile] order. The products use a register tile of mr filters x nb
- * tiles, U's panel of mr filters laid out [e][c][mr] so the inner loop reads one stream; after
- * a panel's 16 products, A^T M A and the epilogue (scale, bias, residual, activation) run while
- * M is in L1. The weights are transformed per call: a graph's parameters may change between
- * calls. Two orders of work, by which operand fits in L2 (see choose_order):
+ * tiles; after a panel's 16 products, A^T M A and the epilogue (scale, bias, residual,
+ * activation) run while M is in L1. The weights are transformed per call (a graph's parameters
+ * may change between calls), a panel of filters at a time, laid out so the product's inner
+ * loop reads the panel's filters of one channel at one pointer. Two orders of work, by which
+ * operand stays in L2 (see choose_order):
  *
- *   by blocks (large maps, few channels: ResNet's 56x56 and 28x28 layers): U of every panel
- *     once (1/2 to 1 MiB), then items of (block of 32 tiles, chunk of panels), each reading
- *     its block's V in L1 while the panels stream past from L2;
- *   by panels (small maps, many channels: 14x14 and 7x7): V of every block once (1/2 to
- *     1 MiB), then one item per panel of 24 filters, which transforms its own weights (never
- *     all of U, up to 16 MiB, in memory) and runs every block of 16 tiles against them.
+ *   by panels (ResNet's 28x28 and 14x14 layers): V of every block once (up to 2 MiB), then
+ *     one item per panel of 24 filters, which transforms its own weights (all of U, 16/9 of
+ *     the weights, is never in memory) while fetching the next panel's into L2, and runs every
+ *     block of 16 tiles against them;
+ *   by blocks (56x56 maps, whose V would not stay in L2): U of every panel once, then items of
+ *     (block of 32 tiles, chunk of panels), each reading its block's V from L1 while the
+ *     panels stream past from L2.
  *
  * Exactness. The transforms add and subtract inputs before the products, so rounding differs
  * from the direct sum's (measured smaller here than the direct kernel's, whose sums are longer);
@@ -84,19 +86,14 @@ typedef struct {
  * 256-channel layer gave exactly one): 16 streams whose addresses agree in their low 12 bits
  * collide in the L1 cache, which made the weights' transform 20 times slower. V's planes are
  * padded alike (c nb floats are 4 KiB times c / 32 with AVX-512). */
-static long u_stride_for(long c_n, long mr) { return c_n * mr + 16; }
+static long u_stride_for(long floats) { return floats + 16; }
 
 /* ---------------------------------------------------------------------------------------------
  * the weights
  * ------------------------------------------------------------------------------------------- */
 
-/* Weights are read PREFETCH channels ahead of their use: the filters of a sub-panel are MR
- * streams C * 9 floats apart, which from memory (the 7x7 layers' 9 MiB) left the loads waiting
- * without it. */
-#define PREFETCH 16
-
-/* t[e][0:MR] = (G g G^T)[e] of the MR filters' 3x3 weights g[k] (one vector per tap k, a lane
- * per filter); returns their sum times 0 (NaN when one is not finite). */
+/* t[e] = (G g G^T)[e] of the 3x3 weights g[k] (one vector per tap k, a lane per channel);
+ * returns their sum times 0 (NaN in a lane whose weights are not all finite). */
 static inline kk_vf weights_transform(const kk_vf g[9], kk_vf t[16]) {
     kk_vf q[4][3], half = kk_splat(0.5f), probe = kk_splat(0.0f);
     for (int j = 0; j < 3; j++) {              /* G g: rows */
@@ -117,46 +114,55 @@ static inline kk_vf weights_transform(const kk_vf g[9], kk_vf t[16]) {
     return probe;
 }
 
-/* u[e u_stride + c mr + r] = (G g G^T)[e] of filter f0 + r, channel c (zero past the last
- * filter), for r < mr; returns 0, or NaN when a weight is not finite. MR filters at a time
- * (as many streams as the hardware follows), as the lanes of vectors: one gather per tap with
- * AVX-512, lane by lane otherwise. The lanes past MR (and past the last filter) are zero. */
+/* A panel's U[e] is laid out [c / KK_VLEN][r][c % KK_VLEN]: the product's inner loop reads the
+ * mr filters of one channel at one pointer plus constant offsets, and the transform below
+ * writes a vector of KK_VLEN channels of one filter at a time. */
+static long cblocks(const wino_job *d) { return (d->p->c + KK_VLEN - 1) / KK_VLEN; }
+
+static long panel_floats(const wino_job *d) { return cblocks(d) * d->mr * KK_VLEN; }
+
+/* U[e] of filters [f0, f0 + mr) at u + e u_stride (filters past the last: zero); returns 0, or
+ * NaN when a weight is not finite. A filter's weights are one contiguous stream; each tap of
+ * KK_VLEN channels is one gather with AVX-512 (lane by lane otherwise), the lanes past the last
+ * channel zero. */
 static float transform_panel(const wino_job *d, long f0, float *u, long u_stride) {
     const kiln_conv2d *p = d->p;
     long c_n = p->c, mr = d->mr;
     kk_vf probe = kk_splat(0.0f);
-    for (long s0 = 0; s0 < mr; s0 += MR) {
-        long nf = KK_MAX(0, KK_MIN(MR, p->f - f0 - s0));
-        const float *w0 = d->w + (f0 + s0) * c_n * 9;
 #if defined(__AVX512F__)
-        const __m512i rows = _mm512_mullo_epi32(
-            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-            _mm512_set1_epi32((int)(c_n * 9)));
-        const __mmask16 lanes = (__mmask16)((1u << nf) - 1u);
+    const __m512i taps = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(9));
 #endif
-        for (long c = 0; c < c_n; c++) {
+    for (long r = 0; r < mr; r++) {
+        const float *wf = d->w + (f0 + r) * c_n * 9;
+        for (long cb = 0; cb * KK_VLEN < c_n; cb++) {
+            long c = cb * KK_VLEN, n = KK_MIN(KK_VLEN, c_n - c);
             kk_vf g[9], t[16];
-            if (c + PREFETCH < c_n)
-                for (long r = 0; r < nf; r++) __builtin_prefetch(w0 + (r * c_n + c + PREFETCH) * 9);
+            if (f0 + r >= p->f) {
+                for (int e = 0; e < 16; e++) t[e] = kk_splat(0.0f);
+            } else {
 #if defined(__AVX512F__)
-            for (int k = 0; k < 9; k++)
-                g[k] = (kk_vf)_mm512_mask_i32gather_ps(_mm512_setzero_ps(), lanes, rows,
-                                                       w0 + c * 9 + k, 4);
+                for (int k = 0; k < 9; k++)
+                    g[k] = (kk_vf)_mm512_mask_i32gather_ps(
+                        _mm512_setzero_ps(), (__mmask16)((1u << n) - 1u), taps, wf + c * 9 + k, 4);
 #else
-            for (int k = 0; k < 9; k++) {
-                g[k] = kk_splat(0.0f);
-                for (long r = 0; r < nf; r++) g[k][r] = w0[(r * c_n + c) * 9 + k];
-            }
+                for (int k = 0; k < 9; k++) {
+                    g[k] = kk_splat(0.0f);
+                    for (long i = 0; i < n; i++) g[k][i] = wf[(c + i) * 9 + k];
+                }
 #endif
-            probe += weights_transform(g, t);
-            for (int e = 0; e < 16; e++) kk_store_n(u + e * u_stride + c * mr + s0, t[e], MR);
+                probe += weights_transform(g, t);
+            }
+            float *dst = u + (cb * mr + r) * KK_VLEN;
+            for (int e = 0; e < 16; e++) kk_store(dst + e * u_stride, t[e]);
         }
     }
     return kk_hsum(probe);
 }
 
 /* U of panel pn in the shared U (by blocks) */
-static inline float *u_at(const wino_job *d, long pn) { return d->u + pn * d->p->c * d->mr; }
+static inline float *u_at(const wino_job *d, long pn) { return d->u + pn * panel_floats(d); }
 
 static void transform_weights(void *ctx, long pn0, long pn1) {
     wino_job *d = (wino_job *)ctx;
@@ -253,21 +259,28 @@ static void transform_blocks(void *ctx, long b0, long b1) {
  * the products, the output transform and the epilogue
  * ------------------------------------------------------------------------------------------- */
 
-/* m[r][0:nv KK_VLEN] = sum_c u[c mr + r] v[c nv KK_VLEN + 0:nv KK_VLEN] for r < mr */
+/* m[r][0:nv KK_VLEN] = sum_c U(c, r) v[c nv KK_VLEN + 0:nv KK_VLEN] for r < mr, U(c, r) at
+ * u[((c / KK_VLEN) mr + r) KK_VLEN + c % KK_VLEN] (see panel_floats) */
 static inline __attribute__((always_inline)) void product_tile(int mr, int nv, const float *u,
                                                                const float *v, long c_n,
-                                                               float *m) {
+                                                               float *m, const char *pf,
+                                                               long pf_lines) {
     kk_vf acc[MR_MAX][2];
 #pragma GCC unroll 32
     for (int r = 0; r < mr; r++)
         for (int i = 0; i < nv; i++) acc[r][i] = kk_splat(0.0f);
-    for (long c = 0; c < c_n; c++) {
-        const float *a = u + c * mr, *b = v + c * nv * KK_VLEN;
-        kk_vf b0 = kk_load(b), b1 = nv > 1 ? kk_load(b + KK_VLEN) : b0;
+    for (long c0 = 0; c0 < c_n; c0 += KK_VLEN) {
+        const float *ub = u + c0 * mr;
+        long n = KK_MIN(KK_VLEN, c_n - c0);
+        for (long cl = 0; cl < n; cl++) {
+            const float *a = ub + cl, *b = v + (c0 + cl) * nv * KK_VLEN;
+            if (c0 + cl < pf_lines) __builtin_prefetch(pf + (c0 + cl) * 64, 0, 2);
+            kk_vf b0 = kk_load(b), b1 = nv > 1 ? kk_load(b + KK_VLEN) : b0;
 #pragma GCC unroll 32
-        for (int r = 0; r < mr; r++) {
-            acc[r][0] += a[r] * b0;
-            if (nv > 1) acc[r][1] += a[r] * b1;
+            for (int r = 0; r < mr; r++) {
+                acc[r][0] += a[r * KK_VLEN] * b0;
+                if (nv > 1) acc[r][1] += a[r * KK_VLEN] * b1;
+            }
         }
     }
 #pragma GCC unroll 32
@@ -275,12 +288,14 @@ static inline __attribute__((always_inline)) void product_tile(int mr, int nv, c
         for (int i = 0; i < nv; i++) kk_store(m + (r * nv + i) * KK_VLEN, acc[r][i]);
 }
 
-static void products_wide(const float *u, const float *v, long c_n, float *m) {
-    product_tile(MR, 2, u, v, c_n, m);
+static void products_wide(const float *u, const float *v, long c_n, float *m, const char *pf,
+                          long pf_lines) {
+    product_tile(MR, 2, u, v, c_n, m, pf, pf_lines);
 }
 
-static void products_narrow(const float *u, const float *v, long c_n, float *m) {
-    product_tile(2 * MR, 1, u, v, c_n, m);
+static void products_narrow(const float *u, const float *v, long c_n, float *m, const char *pf,
+                            long pf_lines) {
+    product_tile(2 * MR, 1, u, v, c_n, m, pf, pf_lines);
 }
 
 /* out[0:2 KK_VLEN] = a[0], b[0], a[1], b[1], ... */
@@ -364,12 +379,13 @@ static void panel_block(const wino_job *d, long f0, const float *u, long u_strid
                         long ahead_bytes) {
     long c_n = d->p->c, mr = d->mr, nb = d->nb;
     for (int e = 0; e < 16; e++) {
-        /* the bytes [ahead, + ahead_bytes) into L2, a sixteenth before each product */
-        for (long b = e * ahead_bytes / 16; b < (e + 1) * ahead_bytes / 16; b += 64)
-            __builtin_prefetch(ahead + b, 0, 2);
+        /* the bytes [ahead, + ahead_bytes) into L2, a sixteenth during each product */
+        long b0 = e * ahead_bytes / 16 / 64 * 64, b1 = (e + 1) * ahead_bytes / 16 / 64 * 64;
+        const char *pf = ahead ? ahead + b0 : NULL;
+        long pf_lines = (b1 - b0) / 64;
         const float *ve = v + e * d->vplane;
-        if (nb == NB_WIDE) products_wide(u + e * u_stride, ve, c_n, m + e * mr * nb);
-        else products_narrow(u + e * u_stride, ve, c_n, m + e * mr * nb);
+        if (nb == NB_WIDE) products_wide(u + e * u_stride, ve, c_n, m + e * mr * nb, pf, pf_lines);
+        else products_narrow(u + e * u_stride, ve, c_n, m + e * mr * nb, pf, pf_lines);
     }
     for (long f = f0; f < KK_MIN(d->p->f, f0 + mr); f++)
         finish_filter(d, f, m + (f - f0) * nb, mr * nb, j0, j1);
@@ -403,7 +419,7 @@ static void run_blocks(void *ctx, long lo, long hi) {
  * memory (all of the 7x7 layers' 9 MiB, once) overlaps the arithmetic. */
 static void run_panels(void *ctx, long lo, long hi) {
     const wino_job *d = (const wino_job *)ctx;
-    long c_n = d->p->c, stride = u_stride_for(c_n, d->mr);
+    long c_n = d->p->c, stride = u_stride_for(panel_floats(d));
     float m[16 * MR_MAX * NB_MAX / 2 + KK_VLEN] __attribute__((aligned(64)));
     float *u = (float *)kiln_scratch(2, (size_t)16 * stride * sizeof(float));
     for (long pn = lo; pn < hi; pn++) {
@@ -429,11 +445,12 @@ static void run_panels(void *ctx, long lo, long hi) {
  * ------------------------------------------------------------------------------------------- */
 
 /* Worth it: F(2x2, 3x3) costs 16 products per 4 outputs where the direct kernel costs 36, but
- * the weights' transform (per call) costs as much as a few tiles' products per (filter,
- * channel) pair: on maps of under 100 tiles it does not pay. Measured against the direct
- * kernel (both cores, AVX-512), 14x14 maps were level (256 and 512 channels) and 7x7 ones
- * 0.8x; 28x28 and larger 1.1-1.8x. Small convolutions (under 2e7 multiply-adds per image:
- * 16 channels at 56x56, 64 at 20x20) lose to the passes' fixed costs. */
+ * the weights' transform (per call) costs about as much as 15 tiles' products per (filter,
+ * channel) pair. Measured against the direct kernel (both cores, AVX-512): 1.1-1.8x from 10x10
+ * maps (25 tiles) up, level on 14x14 with 128 channels, slower on 7x7 (16 tiles; ResNet's
+ * 512-channel layers, whose 9 MiB of weights also come from memory). Small convolutions (under
+ * 2e7 multiply-adds per image: 16 channels at 56x56, 64 at 20x20) lose to the passes' fixed
+ * costs. */
 static int winograd_pays(const kiln_conv2d *p) {
     static int enabled = -1;        /* KILN_WINOGRAD=0 turns it off (comparisons, debugging) */
     if (enabled < 0) {
@@ -443,14 +460,16 @@ static int winograd_pays(const kiln_conv2d *p) {
     long tiles = ((p->oh + 1) / 2) * ((p->ow + 1) / 2);
     double macs = 9.0 * p->f * p->c * p->oh * p->ow;
     return enabled && p->kh == 3 && p->kw == 3 && p->sh == 1 && p->sw == 1 && p->dh == 1 &&
-           p->dw == 1 && p->groups == 1 && tiles >= 100 && macs >= 2e7;
+           p->dw == 1 && p->groups == 1 && tiles >= 25 && macs >= 2e7;
 }
 
-/* By panels when all of U would not stay in L2 but all of V would: U is 16/9 of the weights,
- * V 4x the input (by blocks re-reads U for every block, by panels V for every panel). */
+/* By panels when all of V stays in L2 (up to 28x28 maps with 128 channels), or when U would
+ * not and V is the smaller (U is 16/9 of the weights, V 4x the input; by blocks re-reads U for
+ * every block, by panels V for every panel). Measured: by panels 1.2x faster on 28x28 maps,
+ * by blocks 1.3-1.4x on 56x56. */
 static int choose_order(const kiln_conv2d *p, long ntiles) {
     double u_bytes = 16.0 * 4 * p->f * p->c, v_bytes = 16.0 * 4 * p->c * ntiles;
-    return u_bytes > 1.5e6 && v_bytes < u_bytes;
+    return v_bytes <= 2.0 * 1024 * 1024 || (u_bytes > 1.5e6 && v_bytes < u_bytes);
 }
 
 /* The order of work, the register tile and the items; scratch memory. Returns -1 without it. */
@@ -488,7 +507,7 @@ static int plan(wino_job *d, const kiln_conv2d *p) {
         d->v = (float *)kiln_scratch(1, (size_t)d->blocks * 16 * d->vplane * sizeof(float));
         if (!d->v) return -1;
     }
-    d->u_stride = u_stride_for(p->c * d->panels, d->mr);
+    d->u_stride = u_stride_for(panel_floats(d) * d->panels);
     d->u = (float *)kiln_scratch(2, (size_t)16 * d->u_stride * sizeof(float));
     return d->u ? 0 : -1;
 }
