@@ -557,7 +557,11 @@ static void blas_split(int ta, int tb, long m, long n, long k, float alpha, cons
         if (prev > 1) g_blas_set_threads(prev);
         return;
     }
-    split_job d = {ta, tb, n < 2 * 64 * threads, m, n, k, lda, ldb, ldc, 0, alpha, beta, a, b, c};
+    /* by columns, unless that would leave each block under 128 columns, or the output is at
+     * least 4x taller than wide: halving a narrow width cost more than halving a tall height
+     * (the LSTM's weight gradient 1024 x 256 x 1120: by rows 1.2-1.4x faster on MKL) */
+    int by_rows = n < 2 * 64 * threads || m >= 4 * n;
+    split_job d = {ta, tb, by_rows, m, n, k, lda, ldb, ldc, 0, alpha, beta, a, b, c};
     long extent = d.by_rows ? m : n;
     /* one block per thread: each block packs the shared operand again, so few and large */
     long blocks = KK_MIN((long)threads, extent / 16 > 0 ? extent / 16 : 1);

@@ -102,8 +102,10 @@ CHECK = textwrap.dedent("""
     k.kiln_sgemm.argtypes = [ctypes.c_int, ctypes.c_int, L, L, L, F, P, L, P, L, F, P, L]
     rng = np.random.default_rng(0)
     worst = 0.0
-    # above the BLAS threshold, split over the pool by columns and by rows
-    for m, n, k_ in [(67, 300, 45), (300, 100, 80), (32, 1024, 256)]:
+    # one call (under 4e6 multiply-adds); split over the pool by columns; by rows, for a
+    # narrow output and for one at least 4x taller than wide
+    for m, n, k_ in [(67, 300, 45), (300, 260, 80), (32, 1024, 256), (700, 64, 96),
+                     (1040, 256, 40)]:
         for ta in (0, 1):
             for tb in (0, 1):
                 a = rng.standard_normal((k_, m) if ta else (m, k_)).astype(np.float32)
