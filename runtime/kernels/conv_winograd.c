@@ -50,10 +50,8 @@
  * either holds 2 MR accumulators, which with the operands fit the register file */
 #if KK_VLEN >= 16
 #define MR 12
-#elif KK_VLEN >= 8
-#define MR 6
 #else
-#define MR 4                  /* the weights' transform holds MR filters in one vector */
+#define MR 6
 #endif
 #define NB_WIDE (2 * KK_VLEN)
 #define NB_NARROW KK_VLEN
@@ -416,7 +414,7 @@ static void run_blocks(void *ctx, long lo, long hi) {
 
 /* By panels: item = panel; its U transformed here, then every block. The next panel's weights
  * (contiguous) are fetched into L2 during this one's products, so that reading them from
- * memory (all of the 7x7 layers' 9 MiB, once) overlaps the arithmetic. */
+ * memory (megabytes on the layers with many channels) overlaps the arithmetic. */
 static void run_panels(void *ctx, long lo, long hi) {
     const wino_job *d = (const wino_job *)ctx;
     long c_n = d->p->c, stride = u_stride_for(panel_floats(d));
@@ -429,13 +427,14 @@ static void run_panels(void *ctx, long lo, long hi) {
                 direct_tiles(d, f, 0, d->ntiles);
             continue;
         }
-        const char *next = (const char *)(d->w + (f0 + d->mr) * c_n * 9);
         long next_bytes = pn + 1 < hi ? KK_MIN(d->mr, d->p->f - f0 - d->mr) * c_n * 36 : 0;
+        const char *next = next_bytes ? (const char *)(d->w + (f0 + d->mr) * c_n * 9) : NULL;
         long piece = next_bytes / d->blocks / 64 * 64 + 64;
         for (long blk = 0; blk < d->blocks; blk++) {
             long b0 = KK_MIN(blk * piece, next_bytes), b1 = KK_MIN(b0 + piece, next_bytes);
             panel_block(d, f0, u, stride, v_of_block(d, blk), blk * d->nb,
-                        KK_MIN((blk + 1) * d->nb, d->ntiles), m, next + b0, b1 - b0);
+                        KK_MIN((blk + 1) * d->nb, d->ntiles), m, next ? next + b0 : NULL,
+                        b1 - b0);
         }
     }
 }
