@@ -3,7 +3,8 @@ portable vector width (SSE) and once with -march=native (AVX-512 here): no sanit
 wrong value.
 
 - c/conv_check.c runs kiln_conv2d_f32 on random geometries (odd sizes, strides, dilations,
-  paddings, groups, batches, one and two threads) against the definition;
+  paddings, groups, batches, one and two threads) and on four that Winograd takes (each of its
+  orders of work) against the definition;
 - c/lstm_check.c runs the LSTM's forward and backward on random sizes (sequences of zero, one
   and more steps, both directions, one and two threads) against the definition in double.
 """

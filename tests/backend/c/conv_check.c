@@ -1,5 +1,7 @@
 /* conv_check.c: kiln_conv2d_f32 on random geometries (batch, groups, kernel, stride, dilation,
- * padding, threads, activation, residual) against the definition, a direct loop in double.
+ * padding, threads, activation, residual) against the definition, a direct loop in double. The
+ * first cases are fixed 3x3 stride-1 geometries large enough for Winograd (conv_winograd.c),
+ * which the random ones, a few channels each, never reach.
  * tests/backend/test_native_kernels_sanitize.py builds it with the kernels under AddressSanitizer
  * and UndefinedBehaviorSanitizer, with and without -march=native.
  *
@@ -25,21 +27,34 @@ static long pick(long lo, long hi) {
 
 static float frand(void) { return (float)((double)(next() % 2000001) / 1e6 - 1.0); }
 
+/* (n, c, h, w, f, pad): by panels; by blocks; by blocks with the panels split (two threads);
+ * odd sizes with padding 2 */
+static const long WINOGRAD[][6] = {
+    {1, 64, 22, 26, 64, 1}, {1, 64, 50, 50, 24, 1}, {1, 160, 40, 40, 24, 1}, {2, 64, 21, 23, 64, 2},
+};
+#define N_WINOGRAD ((int)(sizeof WINOGRAD / sizeof WINOGRAD[0]))
+
 int main(int argc, char **argv) {
     int cases = argc > 1 ? atoi(argv[1]) : 300, bad = 0;
     for (int t = 0; t < cases; t++) {
         kiln_conv2d p;
-        p.groups = pick(1, 3);
-        p.n = pick(1, 3);
-        p.c = p.groups * pick(1, 6);
-        p.f = p.groups * pick(1, 30);
-        p.kh = pick(1, 5); p.kw = pick(1, 5);
-        p.sh = pick(1, 3); p.sw = pick(1, 3);
-        p.dh = pick(1, 2); p.dw = pick(1, 2);
-        p.ph = pick(0, 3); p.pw = pick(0, 3);
-        p.h = pick(1, 20); p.w = pick(1, 40);
+        if (t < N_WINOGRAD) {
+            const long *g = WINOGRAD[t];
+            p.n = g[0]; p.c = g[1]; p.h = g[2]; p.w = g[3]; p.f = g[4];
+            p.kh = p.kw = 3; p.sh = p.sw = 1; p.dh = p.dw = 1; p.ph = p.pw = g[5]; p.groups = 1;
+        } else {
+            p.groups = pick(1, 3);
+            p.n = pick(1, 3);
+            p.c = p.groups * pick(1, 6);
+            p.f = p.groups * pick(1, 30);
+            p.kh = pick(1, 5); p.kw = pick(1, 5);
+            p.sh = pick(1, 3); p.sw = pick(1, 3);
+            p.dh = pick(1, 2); p.dw = pick(1, 2);
+            p.ph = pick(0, 3); p.pw = pick(0, 3);
+            p.h = pick(1, 20); p.w = pick(1, 40);
+        }
         if (kiln_conv2d_init(&p) != 0) { t--; continue; }
-        int threads = (int)pick(1, 2);
+        int threads = t < N_WINOGRAD ? 2 - t % 2 : (int)pick(1, 2);
         kiln_set_num_threads(threads);
         long xs = p.n * p.c * p.h * p.w, ws = p.f * (p.c / p.groups) * p.kh * p.kw,
              ys = p.n * p.f * p.oh * p.ow;
