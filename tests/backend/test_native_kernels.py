@@ -334,6 +334,25 @@ def test_winograd_matches_the_definition(lib, geom, threads):
         lib.kiln_set_num_threads(0)
 
 
+@pytest.mark.parametrize("geom", [WINOGRAD_CONVS[1], WINOGRAD_CONVS[3], WINOGRAD_CONVS[7]])
+def test_winograd_results_do_not_depend_on_threads(lib, geom):
+    """Each output is summed in one order whatever the split over threads (the by-blocks order
+    also changes its items with the thread count): the same bits on 1, 2 and 3 threads."""
+    p, x, wt, ref = winograd_case(geom)
+    assert lib.kiln_conv2d_init(ctypes.byref(p)) == 0
+    outs = []
+    try:
+        for threads in (1, 2, 3):
+            lib.kiln_set_num_threads(threads)
+            y = np.empty(ref.shape, np.float32)
+            assert lib.kk_conv2d_winograd(ctypes.byref(p), ptr(x), ptr(wt), None, None, None,
+                                          ptr(y), 0) == 0
+            outs.append(y)
+    finally:
+        lib.kiln_set_num_threads(0)
+    assert all(np.array_equal(outs[0], y) for y in outs[1:])
+
+
 @pytest.mark.parametrize("geom", [
     (1, 64, 56, 56, 64, 3, 3, 2, 2, 1, 1, 1, 1, 1),   # stride 2
     (1, 64, 56, 56, 64, 3, 3, 1, 1, 2, 2, 2, 2, 1),   # dilation 2
