@@ -74,6 +74,7 @@ typedef struct {
     float *split;             /* the split image (split_row) */
     float *v;                 /* V of every block, or NULL (by blocks with one chunk) */
     long vplane;              /* floats from V[e] to V[e + 1] of a block: c nb, padded as U's */
+    const float *x;           /* the batch's first image */
     const float *img;         /* the image of the batch being convolved */
     float *out;               /* its outputs */
     const float *res;         /* and residual, or NULL */
@@ -517,6 +518,7 @@ int kk_conv2d_winograd(const kiln_conv2d *p, const float *x, const float *w, con
     wino_job d;
     memset(&d, 0, sizeof d);
     d.p = p;
+    d.x = x;
     d.w = w;
     d.scale = scale;
     d.bias = bias;
