@@ -5,9 +5,10 @@
     python -m bench --out bench-results   # also write results.json and a bar chart
 
 Peers run in their own environments (`../shared/peers/setup.sh` builds them under
-$KILN_PEERS, default /tmp/kiln-peers) as subprocesses, in the same run as kiln, so ratios compare
-like with like on a shared, noisy machine. Times are per call; the table quotes the median of the
-interleaved rounds and the ratio to the fastest peer.
+$KILN_PEERS, default /tmp/kiln-peers) as subprocesses that serve timing requests, so each
+workload's rounds interleave kiln's modes and the peers' in time and a shared, noisy machine's
+drift hits all alike. Times are per call; the table quotes the median of the interleaved rounds
+and the ratio to the fastest peer.
 """
 
 from __future__ import annotations
@@ -23,14 +24,46 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from timing import interleaved  # noqa: E402
+from timing import Remote, interleaved, request  # noqa: E402
 
 PEERS_DIR = os.environ.get("KILN_PEERS", "/tmp/kiln-peers")
 FLOOR_SOURCE = os.path.join(os.path.dirname(os.path.dirname(HERE)), "shared", "peers",
                             "seed_mlp_floor.c")
 
 
-def run_kiln(names: list[str], scale: float) -> list[dict]:
+def start_peers() -> list:
+    """The peer environments' serving processes (torch_peer.py, mxnet_peer.py) that exist."""
+    procs = []
+    for env, script in (("tp", "torch_peer.py"), ("mx", "mxnet_peer.py")):
+        python = os.path.join(PEERS_DIR, env, "bin", "python")
+        if not os.path.exists(python):
+            print(f"  (peer env {env} not found under {PEERS_DIR}: "
+                  "../shared/peers/setup.sh builds it)")
+            continue
+        proc = subprocess.Popen([python, os.path.join(HERE, "peers", script)], text=True,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        if not proc.stdout.readline().startswith("{"):
+            print(f"  peer {script} failed to start (exit {proc.wait()})")
+            continue
+        procs.append(proc)
+    return procs
+
+
+def peer_candidates(procs: list, name: str, warmup: int) -> dict:
+    """{mode: Remote} for what each peer runs of workload `name`."""
+    candidates = {}
+    for proc in procs:
+        try:
+            modes = request(proc, {"build": name, "warmup": warmup})["modes"]
+        except (OSError, RuntimeError) as e:
+            print(f"  a peer failed on {name}: {e}")
+            continue
+        candidates.update({mode: Remote(proc, name, mode) for mode in modes})
+    return candidates
+
+
+def run_all(names: list[str], scale: float, procs: list) -> list[dict]:
+    """Each workload's kiln modes and peers' modes, timed in interleaved rounds."""
     import workloads
 
     rows = []
@@ -44,33 +77,14 @@ def run_kiln(names: list[str], scale: float) -> list[dict]:
             print(f"  {name}: kiln cannot run this workload: {type(e).__name__}: {e}")
             continue
         calls = max(1, int(workloads.CALLS[name] * scale))
+        warmup = min(20, calls)
+        candidates.update(peer_candidates(procs, name, warmup))
         for mode, r in interleaved(candidates, calls, rounds=7 if calls > 10 else 5,
-                                   warmup=min(20, calls)).items():
+                                   warmup=warmup).items():
             rows.append({"workload": name, "mode": mode, **r})
-        print(f"  {name}: {len(candidates)} kiln modes timed", flush=True)
+        print(f"  {name}: {len(candidates)} modes timed", flush=True)
     for mode, seconds in workloads.compile_latency().items():
         rows.append({"workload": "compile", "mode": mode, "min": seconds, "median": seconds})
-    return rows
-
-
-def run_peer(python: str, script: str, names: list[str], scale: float) -> list[dict]:
-    import workloads
-
-    calls = {n: max(1, int(workloads.CALLS.get(n, 10) * scale)) for n in names}
-    try:
-        proc = subprocess.run([python, os.path.join(HERE, "peers", script), ",".join(names),
-                               json.dumps(calls)], capture_output=True, text=True, timeout=1800)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        print(f"  peer {script} failed: {e}")
-        return []
-    rows = []
-    for line in proc.stdout.splitlines():
-        if line.startswith("{"):
-            row = json.loads(line)
-            if "workload" in row:
-                rows.append(row)
-    if proc.returncode:
-        print(f"  peer {script} exited with {proc.returncode}: {proc.stderr.strip()[-400:]}")
     return rows
 
 
@@ -180,18 +194,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     names = args.workloads
     print(f"kiln benchmarks: {', '.join(names)}")
-    rows = run_kiln(names, args.scale)
-    if not args.no_peers:
-        for env, script in (("tp", "torch_peer.py"), ("mx", "mxnet_peer.py")):
-            python = os.path.join(PEERS_DIR, env, "bin", "python")
-            if os.path.exists(python):
-                print(f"  running peer {script} ...", flush=True)
-                rows += run_peer(python, script, names, args.scale)
-            else:
-                print(f"  (peer env {env} not found under {PEERS_DIR}: "
-                      "../shared/peers/setup.sh builds it)")
-        if "W1" in names:
-            rows += run_floor()
+    procs = [] if args.no_peers else start_peers()
+    try:
+        rows = run_all(names, args.scale, procs)
+    finally:
+        for proc in procs:
+            proc.stdin.close()
+            proc.wait()
+    if not args.no_peers and "W1" in names:
+        rows += run_floor()
     print(report(rows))
     if args.out:
         os.makedirs(args.out, exist_ok=True)

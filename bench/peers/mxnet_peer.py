@@ -1,28 +1,20 @@
 """Peer workloads on Apache MXNet 1.9.1 (the seed's system), run in its own environment
-(`../shared/peers/setup.sh mx`). Prints one JSON line per measurement.
-
-Usage: python mxnet_peer.py W1,W2,... [calls-json]
+(`../shared/peers/setup.sh mx`), served to `python -m bench` like torch_peer.py.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from timing import interleaved
+from timing import serve
 
 import mxnet as mx
 from mxnet import autograd, gluon, init, np, npx
 from mxnet.gluon import nn
 
 npx.set_np()
-
-
-def emit(workload, results):
-    for mode, r in results.items():
-        print(json.dumps({"workload": workload, "mode": mode, **r}), flush=True)
 
 
 def _modes(make):
@@ -35,7 +27,7 @@ def _modes(make):
             "mxnet hybridize(static_alloc)": static}
 
 
-def w1(calls):
+def w1():
     def make():
         net = nn.HybridSequential()
         net.add(nn.Dense(256, activation="relu"), nn.Dense(128, activation="relu"),
@@ -49,10 +41,10 @@ def w1(calls):
             net(x)
             npx.waitall()
         return run
-    emit("W1", interleaved({k: call(v) for k, v in _modes(make).items()}, calls))
+    return {k: call(v) for k, v in _modes(make).items()}
 
 
-def w2(calls):
+def w2():
     X = np.random.normal(size=(256, 784))
     Y = np.random.randint(0, 10, size=(256,))
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
@@ -74,16 +66,10 @@ def w2(calls):
             trainer.step(256)
             npx.waitall()
         return step
-    emit("W2", interleaved({k: step_of(v) for k, v in _modes(make).items()}, calls, rounds=5,
-                           warmup=5))
+    return {k: step_of(v) for k, v in _modes(make).items()}
 
 
-RUNNERS = {"W1": w1, "W2": w2}
+BUILDERS = {"W1": w1, "W2": w2}
 
 if __name__ == "__main__":
-    names = sys.argv[1].split(",")
-    calls = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
-    print(json.dumps({"system": "mxnet", "version": mx.__version__}), flush=True)
-    for name in names:
-        if name in RUNNERS:
-            RUNNERS[name](calls.get(name, 10))
+    serve(BUILDERS, {"system": "mxnet", "version": mx.__version__})

@@ -1,29 +1,23 @@
 """Peer workloads on PyTorch (eager, TorchScript), ONNX Runtime and JAX, run in the peer
-environment (`../shared/peers/setup.sh tp`). Prints one JSON line per measurement.
-
-Usage: python torch_peer.py W1,W2,... [calls-scale]
+environment (`../shared/peers/setup.sh tp`). `python -m bench` starts it and asks it, one JSON
+line at a time on stdin, to build a workload and to time batches of its calls (timing.serve),
+so that its rounds interleave with kiln's.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from timing import interleaved
+from timing import serve
 
 import torch
 from torch import nn
 
 torch.manual_seed(0)
 TMP = tempfile.mkdtemp(prefix="kiln-bench-")
-
-
-def emit(workload, results):
-    for mode, r in results.items():
-        print(json.dumps({"workload": workload, "mode": mode, **r}), flush=True)
 
 
 def ort_session(model, example, threads=None):
@@ -38,7 +32,7 @@ def ort_session(model, example, threads=None):
     return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
-def w1(calls):
+def w1():
     net = nn.Sequential(nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(),
                         nn.Linear(128, 2)).eval()
     x = torch.randn(1, 512)
@@ -76,10 +70,10 @@ def w1(calls):
         cands["jax.jit"] = lambda: jf(params, xj).block_until_ready()
     except Exception as e:
         print(f"# jax unavailable: {e}", file=sys.stderr)
-    emit("W1", interleaved(cands, calls))
+    return cands
 
 
-def w2(calls):
+def w2():
     X = torch.randn(256, 784)
     Y = torch.randint(0, 10, (256,))
     mlp = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(),
@@ -91,7 +85,7 @@ def w2(calls):
         opt.zero_grad()
         loss_fn(mlp(X), Y).backward()
         opt.step()
-    emit("W2", interleaved({"torch eager": step}, calls, rounds=5, warmup=5))
+    return {"torch eager": step}
 
 
 def lenet():
@@ -101,7 +95,7 @@ def lenet():
                          nn.Linear(84, 10))
 
 
-def w3t(calls):
+def w3t():
     net = lenet()
     X = torch.randn(256, 1, 28, 28)
     Y = torch.randint(0, 10, (256,))
@@ -112,10 +106,10 @@ def w3t(calls):
         opt.zero_grad()
         loss_fn(net(X), Y).backward()
         opt.step()
-    emit("W3t", interleaved({"torch eager": step}, calls, rounds=5, warmup=2))
+    return {"torch eager": step}
 
 
-def w3i(calls):
+def w3i():
     net = lenet().eval()
     x = torch.randn(1, 1, 28, 28)
     cands = {}
@@ -127,7 +121,7 @@ def w3i(calls):
     sess = ort_session(net, x, threads=1)
     xn = x.numpy()
     cands["onnxruntime"] = lambda: sess.run(None, {"x": xn})
-    emit("W3i", interleaved(cands, calls))
+    return cands
 
 
 class Residual(nn.Module):
@@ -156,7 +150,7 @@ def resnet18():
     return nn.Sequential(*layers).eval()
 
 
-def w4(calls):
+def w4():
     net = resnet18()
     x = torch.randn(1, 3, 224, 224)
     cands = {}
@@ -168,16 +162,11 @@ def w4(calls):
     sess = ort_session(net, x)
     xn = x.numpy()
     cands["onnxruntime"] = lambda: sess.run(None, {"x": xn})
-    emit("W4", interleaved(cands, calls, rounds=5, warmup=2))
+    return cands
 
 
-RUNNERS = {"W1": w1, "W2": w2, "W3t": w3t, "W3i": w3i, "W4": w4}
+BUILDERS = {"W1": w1, "W2": w2, "W3t": w3t, "W3i": w3i, "W4": w4}
 
 if __name__ == "__main__":
-    names = sys.argv[1].split(",")
-    calls = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
-    print(json.dumps({"system": "peers", "torch": torch.__version__,
-                      "threads": torch.get_num_threads()}), flush=True)
-    for name in names:
-        if name in RUNNERS:
-            RUNNERS[name](calls.get(name, 10))
+    serve(BUILDERS, {"system": "peers", "torch": torch.__version__,
+                     "threads": torch.get_num_threads()})
