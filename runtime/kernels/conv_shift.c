@@ -26,8 +26,8 @@
  * activation, dropping the extra columns) runs on each tile while it is in L1.
  *
  * A batch of one splits (filter panel, block of position tiles) pairs over the thread pool,
- * all threads reading one shared buffer; a larger batch runs one image per thread, each with
- * its own buffer.
+ * each thread reading a copy of the buffer that it built itself; a larger batch runs one
+ * image per thread, each with its own buffer.
  */
 #include "kiln_kernels.h"
 #include "kk_act.h"
@@ -213,17 +213,6 @@ static void clear_tail(const shift_plan *q, float *buf) {
     memset(buf + used, 0, (size_t)(q->buf_floats - used) * sizeof(float));
 }
 
-typedef struct {
-    const shift_plan *q;
-    const float *x;
-    float *buf;
-} build_job;
-
-static void build_range(void *ctx, long c0, long c1) {
-    const build_job *b = (const build_job *)ctx;
-    build_channels(b->q, b->x, b->buf, c0, c1);
-}
-
 static void build_buffer(const shift_plan *q, const float *x, float *buf) {
     build_channels(q, x, buf, 0, q->p->c);
     clear_tail(q, buf);
@@ -279,7 +268,7 @@ typedef struct {
     const float *x, *w, *scale, *bias, *residual;
     float *y;
     int act;
-    const float *buf;        /* batch of one: the shared buffer */
+    unsigned long call;      /* batch of one: this call's number (see items_of_one) */
     long panels;             /* panels of MR_BIG filters, all groups */
     long pchunks, per_chunk; /* the panels split into pchunks chunks of per_chunk */
 } shift_job;
@@ -352,9 +341,78 @@ static long items_count(const shift_job *d) {
     return (d->q->ntiles + TILE_PAIR - 1) / TILE_PAIR * d->pchunks;
 }
 
+/* Outputs of filters [f0, f1) of image img at positions [pos0, pos1), position oy pitch + ox
+ * (columns ox >= ow skipped), by the definition: the fallbacks. */
+static void reference_part(const kiln_conv2d *p, const float *x, const float *w,
+                           const float *scale, const float *bias, const float *residual,
+                           float *y, int act, long img, long f0, long f1, long pos0, long pos1,
+                           long pitch) {
+    long cg = p->c / p->groups, fg = p->f / p->groups, ohw = p->oh * p->ow;
+    const float *xi = x + img * p->c * p->h * p->w;
+    for (long f = f0; f < f1; f++) {
+        long g = f / fg;
+        const float *wf = w + f * cg * p->kh * p->kw;
+        float s = scale ? scale[f] : 1.0f, b = bias ? bias[f] : 0.0f;
+        float *yf = y + (img * p->f + f) * ohw;
+        const float *rf = residual ? residual + (img * p->f + f) * ohw : NULL;
+        for (long pos = pos0; pos < pos1; pos++) {
+            long oy = pos / pitch, ox = pos % pitch;
+            if (ox >= p->ow) continue;
+            float acc = 0.0f;
+            for (long c = 0; c < cg; c++) {
+                const float *xc = xi + (g * cg + c) * p->h * p->w;
+                for (long ki = 0; ki < p->kh; ki++) {
+                    long iy = oy * p->sh - p->ph + ki * p->dh;
+                    if (iy < 0 || iy >= p->h) continue;
+                    for (long kj = 0; kj < p->kw; kj++) {
+                        long ix = ox * p->sw - p->pw + kj * p->dw;
+                        if (ix < 0 || ix >= p->w) continue;
+                        acc += xc[iy * p->w + ix] * wf[(c * p->kh + ki) * p->kw + kj];
+                    }
+                }
+            }
+            long o = oy * p->ow + ox;
+            float v = acc * s + b + (rf ? rf[o] : 0.0f);
+            yf[o] = kk_act1(v, act);
+        }
+    }
+}
+
+/* Item i of a batch of one by the definition: its filters at its tiles' positions. */
+static void reference_item(const shift_job *d, long item) {
+    const shift_plan *q = d->q;
+    long ppg = panels_per_group(q);
+    long pair = item / d->pchunks, chunk = item % d->pchunks;
+    long p0 = pair * TILE_PAIR * NR, p1 = KK_MIN(q->np, p0 + TILE_PAIR * NR);
+    long pn1 = KK_MIN(d->panels, (chunk + 1) * d->per_chunk);
+    for (long pn = chunk * d->per_chunk; pn < pn1; pn++) {
+        long f0 = pn / ppg * q->fg + (pn % ppg) * MR_BIG;
+        long f1 = pn / ppg * q->fg + KK_MIN(q->fg, (pn % ppg + 1) * MR_BIG);
+        reference_part(q->p, d->x, d->w, d->scale, d->bias, d->residual, d->y, d->act, 0, f0,
+                       f1, p0, p1, q->wq);
+    }
+}
+
+/* A batch of one on several threads: each thread builds the whole buffer in its own scratch
+ * the first time it claims items of this call, then runs whichever items it claims. Building
+ * twice costs a few percent of the products; sharing one buffer built by all threads cost far
+ * more, since most of a tile's rows then came from the other core's cache (ResNet-18's
+ * 64->128 stride-2 layer took as long on two threads as on one). */
+static __thread unsigned long t_built_call;   /* the call whose buffer this thread's slot holds */
+
 static void items_of_one(void *ctx, long lo, long hi) {
     const shift_job *d = (const shift_job *)ctx;
-    for (long i = lo; i < hi; i++) run_item(d, d->buf, 0, i);
+    const shift_plan *q = d->q;
+    float *buf = (float *)kiln_scratch(2, (size_t)q->buf_floats * sizeof(float));
+    if (!buf) {   /* out of memory on this thread: its items by the definition */
+        for (long i = lo; i < hi; i++) reference_item(d, i);
+        return;
+    }
+    if (t_built_call != d->call) {
+        build_buffer(q, d->x, buf);
+        t_built_call = d->call;
+    }
+    for (long i = lo; i < hi; i++) run_item(d, buf, 0, i);
 }
 
 static void images(void *ctx, long lo, long hi) {
@@ -380,34 +438,8 @@ static void images(void *ctx, long lo, long hi) {
 void kk_conv2d_reference(const kiln_conv2d *p, const float *x, const float *w,
                          const float *scale, const float *bias, const float *residual, float *y,
                          int act, long img) {
-    long cg = p->c / p->groups, fg = p->f / p->groups, ohw = p->oh * p->ow;
-    const float *xi = x + img * p->c * p->h * p->w;
-    for (long f = 0; f < p->f; f++) {
-        long g = f / fg;
-        const float *wf = w + f * cg * p->kh * p->kw;
-        float s = scale ? scale[f] : 1.0f, b = bias ? bias[f] : 0.0f;
-        float *yf = y + (img * p->f + f) * ohw;
-        const float *rf = residual ? residual + (img * p->f + f) * ohw : NULL;
-        for (long oy = 0; oy < p->oh; oy++)
-            for (long ox = 0; ox < p->ow; ox++) {
-                float acc = 0.0f;
-                for (long c = 0; c < cg; c++) {
-                    const float *xc = xi + (g * cg + c) * p->h * p->w;
-                    for (long ki = 0; ki < p->kh; ki++) {
-                        long iy = oy * p->sh - p->ph + ki * p->dh;
-                        if (iy < 0 || iy >= p->h) continue;
-                        for (long kj = 0; kj < p->kw; kj++) {
-                            long ix = ox * p->sw - p->pw + kj * p->dw;
-                            if (ix < 0 || ix >= p->w) continue;
-                            acc += xc[iy * p->w + ix] * wf[(c * p->kh + ki) * p->kw + kj];
-                        }
-                    }
-                }
-                long o = oy * p->ow + ox;
-                float v = acc * s + b + (rf ? rf[o] : 0.0f);
-                yf[o] = kk_act1(v, act);
-            }
-    }
+    reference_part(p, x, w, scale, bias, residual, y, act, img, 0, p->f, 0, p->oh * p->ow,
+                   p->ow);
 }
 
 int kk_conv2d_shift(const kiln_conv2d *p, const float *x, const float *w, const float *scale,
@@ -417,7 +449,7 @@ int kk_conv2d_shift(const kiln_conv2d *p, const float *x, const float *w, const 
     if (!mem) return -1;
     shift_plan q;
     plan_init(&q, p, mem);
-    shift_job d = {&q, x, w, scale, bias, residual, y, act, NULL, 0, 1, 0};
+    shift_job d = {&q, x, w, scale, bias, residual, y, act, 0, 0, 1, 0};
     d.panels = p->groups * panels_per_group(&q);
     d.per_chunk = d.panels;
     int threads = kiln_get_num_threads();
@@ -430,17 +462,14 @@ int kk_conv2d_shift(const kiln_conv2d *p, const float *x, const float *w, const 
         images(&d, 0, p->n);
         return 0;
     }
-    /* a batch of one on several threads: one buffer; items are (pair of tiles, chunk of
-     * panels), the panels split when there are too few pairs for about 16 items per thread
-     * (the 28x28 to 7x7 maps; on the 7x7 ones each thread then reads its part of the
-     * weights). Small items, claimed one by one, keep both threads busy to the end even when
-     * one of them runs slower (another process on its core). */
-    float *buf = (float *)kiln_scratch(2, (size_t)q.buf_floats * sizeof(float));
-    if (!buf) return -1;
-    build_job bj = {&q, x, buf};
-    kiln_parallel_for(build_range, &bj, p->c, KK_MAX(1, 32768 / (q.cstride + 1)));
-    clear_tail(&q, buf);
-    d.buf = buf;
+    /* a batch of one on several threads: a buffer per thread (items_of_one); items are (pair
+     * of tiles, chunk of panels), the panels split when there are too few pairs for about 16
+     * items per thread (the 28x28 to 7x7 maps; on the 7x7 ones each thread then reads its
+     * part of the weights). Small items, claimed one by one, keep both threads busy to the
+     * end even when one of them runs slower (another process on its core). */
+    if (!kiln_scratch(2, (size_t)q.buf_floats * sizeof(float))) return -1;
+    static unsigned long calls;
+    d.call = __atomic_add_fetch(&calls, 1, __ATOMIC_RELAXED);
     long pairs = (q.ntiles + TILE_PAIR - 1) / TILE_PAIR, want = 16L * threads;
     if (pairs < want) {
         d.pchunks = KK_MIN(d.panels, (want + pairs - 1) / pairs);

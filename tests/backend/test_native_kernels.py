@@ -35,6 +35,7 @@ def lib():
     k.kiln_set_num_threads.argtypes = [ctypes.c_int]
     k.kiln_conv2d_f32.argtypes = [P, P, P, P, P, P, P, ctypes.c_int]
     k.kk_conv2d_winograd.argtypes = k.kiln_conv2d_f32.argtypes
+    k.kk_conv2d_shift.argtypes = k.kiln_conv2d_f32.argtypes
     k.kiln_conv2d_backward_data_f32.argtypes = [P, P, P, P]
     k.kiln_conv2d_backward_weight_f32.argtypes = [P, P, P, P]
     k.kiln_pool2d_f32.argtypes = [P, P, P]
@@ -211,6 +212,8 @@ def test_conv2d_and_gradients(lib, geom):
 # (n, c, h, w, f, kh, kw, sh, sw, ph, pw, dh, dw, groups).
 SHIFT_CONVS = [
     (1, 64, 56, 56, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1),      # ResNet's 56x56 layer: 6 panels
+    (1, 48, 30, 30, 40, 3, 3, 2, 2, 1, 1, 1, 1, 1),      # stride 2 on threads: a buffer each
+    (1, 3, 96, 90, 28, 7, 7, 2, 2, 3, 3, 1, 1, 1),       # a stem large enough for threads
     (1, 32, 14, 14, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1),      # 40 filters: 12 + 12 + 12 + 4
     (1, 24, 7, 7, 50, 3, 3, 1, 1, 1, 1, 1, 1, 1),        # a 7x7 map: one pair of tiles
     (1, 16, 28, 28, 36, 3, 3, 2, 2, 1, 1, 1, 1, 1),      # stride 2: four phases
@@ -351,6 +354,33 @@ def test_winograd_results_do_not_depend_on_threads(lib, geom):
     finally:
         lib.kiln_set_num_threads(0)
     assert all(np.array_equal(outs[0], y) for y in outs[1:])
+
+
+@pytest.mark.parametrize("geom", [SHIFT_CONVS[1], SHIFT_CONVS[2], SHIFT_CONVS[3]])
+def test_direct_convolution_results_do_not_depend_on_threads(lib, geom):
+    """A batch of one on several threads: each thread builds its own copy of the input's
+    phases and takes tiles as they come; every output is still summed in one order."""
+    n, c, h, w, f, kh, kw, sh, sw, ph, pw, dh, dw, g = geom
+    p = Conv2d(n, c, h, w, f, kh, kw, sh, sw, ph, pw, dh, dw, g, 0, 0)
+    assert lib.kiln_conv2d_init(ctypes.byref(p)) == 0
+    wt = rand(f, c // g, kh, kw, seed=1)
+
+    def conv(x, threads):
+        lib.kiln_set_num_threads(threads)
+        y = np.empty((n, f, p.oh, p.ow), np.float32)
+        assert lib.kk_conv2d_shift(ctypes.byref(p), ptr(x), ptr(wt), None, None, None,
+                                   ptr(y), 0) == 0
+        return y
+
+    try:
+        x = rand(n, c, h, w)
+        outs = [conv(x, threads) for threads in (1, 2, 3)]
+        assert all(np.array_equal(outs[0], y) for y in outs[1:])
+        # the same input buffer with new values: every thread's copy is rebuilt
+        x[...] = rand(n, c, h, w, seed=9)
+        assert np.array_equal(conv(x, 2), conv(x, 1))
+    finally:
+        lib.kiln_set_num_threads(0)
 
 
 @pytest.mark.parametrize("geom", [

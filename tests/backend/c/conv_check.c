@@ -34,6 +34,11 @@ static const long WINOGRAD[][6] = {
 };
 #define N_WINOGRAD ((int)(sizeof WINOGRAD / sizeof WINOGRAD[0]))
 
+/* (c, h, w, f, k, stride, pad), a batch of one on two threads, each with its own copy of the
+ * input's phases (conv_shift.c): a stride-2 layer and a stem */
+static const long SHIFT[][7] = {{48, 30, 30, 40, 3, 2, 1}, {3, 64, 60, 20, 7, 2, 3}};
+#define N_SHIFT ((int)(sizeof SHIFT / sizeof SHIFT[0]))
+
 int main(int argc, char **argv) {
     int cases = argc > 1 ? atoi(argv[1]) : 300, bad = 0;
     for (int t = 0; t < cases; t++) {
@@ -42,6 +47,11 @@ int main(int argc, char **argv) {
             const long *g = WINOGRAD[t];
             p.n = g[0]; p.c = g[1]; p.h = g[2]; p.w = g[3]; p.f = g[4];
             p.kh = p.kw = 3; p.sh = p.sw = 1; p.dh = p.dw = 1; p.ph = p.pw = g[5]; p.groups = 1;
+        } else if (t < N_WINOGRAD + N_SHIFT) {
+            const long *g = SHIFT[t - N_WINOGRAD];
+            p.n = 1; p.c = g[0]; p.h = g[1]; p.w = g[2]; p.f = g[3];
+            p.kh = p.kw = g[4]; p.sh = p.sw = g[5]; p.dh = p.dw = 1; p.ph = p.pw = g[6];
+            p.groups = 1;
         } else {
             p.groups = pick(1, 3);
             p.n = pick(1, 3);
@@ -54,7 +64,7 @@ int main(int argc, char **argv) {
             p.h = pick(1, 20); p.w = pick(1, 40);
         }
         if (kiln_conv2d_init(&p) != 0) { t--; continue; }
-        int threads = t < N_WINOGRAD ? 2 - t % 2 : (int)pick(1, 2);
+        int threads = t < N_WINOGRAD ? 2 - t % 2 : t < N_WINOGRAD + N_SHIFT ? 2 : (int)pick(1, 2);
         kiln_set_num_threads(threads);
         long xs = p.n * p.c * p.h * p.w, ws = p.f * (p.c / p.groups) * p.kh * p.kw,
              ys = p.n * p.f * p.oh * p.ow;
