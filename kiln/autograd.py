@@ -16,6 +16,7 @@ operator's gradient rule from the registry. The rules are written with kiln oper
 
 from __future__ import annotations
 
+import sys
 import weakref
 from contextlib import contextmanager
 from collections.abc import Iterator, Sequence
@@ -289,10 +290,27 @@ def backward(heads, head_grads=None, retain_graph: bool = False, train_mode: boo
     _check_recorded(heads)
     cts, leaves = _run_backward(heads, head_grads, create_graph, retain_graph,
                                 train_mode=train_mode)
+    # Without create_graph or retain_graph nothing refers to a cotangent after this call, so a
+    # variable may take a cotangent's buffer as its gradient instead of copying it (the W2
+    # training step: six copies, about 70 us of 2 ms) when nothing else holds that buffer.
+    users = {id(hg) for hg in head_grads if hg is not None}
+    may_take = not (create_graph or retain_graph)
     for k, leaf in leaves.items():
         g = cts.get(k)
         if g is not None:
+            if may_take and id(g) not in users and _sole_owner(g):
+                g._handover = True
             leaf._accumulate_grad(g)
+
+
+def _sole_owner(g) -> bool:
+    """Whether cotangent `g` is the only holder of its buffer: made by a gradient rule in this
+    backward pass (not a recorded or user array), owning its memory (not a view), and with no
+    other reference to it (the attribute and the argument below are the two counted)."""
+    if g._node is not None or g._grad_req is not None:
+        return False
+    data = g._data
+    return data.base is None and sys.getrefcount(data) == 3
 
 
 def grad(heads, variables, head_grads=None, retain_graph: bool | None = None,

@@ -261,8 +261,9 @@ class ndarray(ArrayMethods):
 
     # `_fresh_grad` (left unset until backward writes a gradient) tells gluon.Trainer which
     # parameters received a gradient since its last step. `_handover` (unset: False) marks a
-    # cotangent whose buffer nothing else refers to (a compiled backward graph's fresh output):
-    # a variable with grad_req='write' may take that buffer as its gradient instead of copying.
+    # cotangent whose buffer nothing else refers to (a compiled backward graph's fresh output,
+    # or an eager rule's: see autograd.backward): a variable with grad_req='write' may take that
+    # buffer as its gradient instead of copying.
     __slots__ = ("_data", "_node", "_oidx", "_grad", "_grad_req", "_fresh_grad", "_handover",
                  "__weakref__")
     # NumPy defers to our reflected operators (onp.float32(2) * x stays a kiln array).

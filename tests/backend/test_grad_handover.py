@@ -1,10 +1,10 @@
-"""Gradients of a hybridized block's parameters take the compiled backward graph's fresh
-output buffers instead of a copy (ndarray._accumulate_grad); what users see does not change."""
+"""Gradients take the fresh buffers their backward pass made (a hybridized block's compiled
+backward graph, or eager gradient rules) instead of a copy (ndarray._accumulate_grad); what
+users see does not change."""
 
 from __future__ import annotations
 
 import numpy as onp
-import pytest
 
 from kiln import autograd, gluon, np, npx
 from kiln.gluon import nn
@@ -123,12 +123,41 @@ def test_a_parameter_used_twice_sums_its_cotangents(backend):
                                     atol=1e-6)
 
 
-@pytest.mark.parametrize("backend", ["numpy"])
-def test_eager_gradients_are_copied(backend):
+def test_eager_write_takes_a_fresh_cotangent_buffer():
+    """backward() without retain_graph: a variable takes the buffer its gradient rule made
+    (no copy), and its gradient stays the same object."""
     x = np.array(onp.ones((2, 3), "float32"))
     x.attach_grad()
-    buf = x.grad._data
+    holder, buf = x.grad, x.grad._data
     with autograd.record():
         y = (x * 2).sum()
     y.backward()
-    assert x.grad._data is buf and (buf == 2).all()
+    assert x.grad is holder and holder._data is not buf
+    assert (holder.asnumpy() == 2).all()
+
+
+def test_eager_never_takes_a_buffer_that_something_else_holds():
+    x, a, b = (np.array(onp.ones((2, 3), "float32")) for _ in range(3))
+    for v in (x, a, b):
+        v.attach_grad()
+    # the user's head gradient passed straight through (x + 0.0 hands on its cotangent)
+    head = np.array(onp.full((2, 3), 3.0, "float32"))
+    with autograd.record():
+        y = x + 0.0
+    y.backward(head)
+    assert not onp.shares_memory(x.grad._data, head._data)
+    x.grad[:] = 7
+    assert (head.asnumpy() == 3).all()
+    # one cotangent for two variables (a + b): each gets its own buffer
+    with autograd.record():
+        z = a + b
+    z.backward()
+    assert not onp.shares_memory(a.grad._data, b.grad._data)
+    a.grad[:] = 0
+    assert (b.grad.asnumpy() == 1).all()
+    # retain_graph: the graph may run again, so its cotangents are copied, never taken
+    buf = x.grad._data
+    with autograd.record():
+        w = (x * 5).sum()
+    w.backward(retain_graph=True)
+    assert x.grad._data is buf and (buf == 5).all()
