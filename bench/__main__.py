@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,7 +63,7 @@ def peer_candidates(procs: list, name: str, warmup: int) -> dict:
     return candidates
 
 
-def run_all(names: list[str], scale: float, procs: list) -> list[dict]:
+def run_all(names: list[str], scale: float, procs: list, rounds: int | None = None) -> list[dict]:
     """Each workload's kiln modes and peers' modes, timed in interleaved rounds."""
     import workloads
 
@@ -79,8 +80,8 @@ def run_all(names: list[str], scale: float, procs: list) -> list[dict]:
         calls = max(1, int(workloads.CALLS[name] * scale))
         warmup = min(20, calls)
         candidates.update(peer_candidates(procs, name, warmup))
-        for mode, r in interleaved(candidates, calls, rounds=7 if calls > 10 else 5,
-                                   warmup=warmup).items():
+        n_rounds = rounds or (7 if calls > 10 else 5)
+        for mode, r in interleaved(candidates, calls, rounds=n_rounds, warmup=warmup).items():
             rows.append({"workload": name, "mode": mode, **r})
         print(f"  {name}: {len(candidates)} modes timed", flush=True)
     for mode, seconds in workloads.compile_latency().items():
@@ -122,12 +123,26 @@ def report(rows: list[dict]) -> str:
         title = workloads.WORKLOADS.get(name, "compile latency (hybridize -> first result)")
         lines.append(f"\n{name}: {title}")
         peers = [r for r in group if not r["mode"].startswith("kiln")]
-        best = min((r["median"] for r in peers), default=None)
+        fastest = min(peers, key=lambda r: r["median"], default=None)
         for r in sorted(group, key=lambda r: r["median"]):
-            ratio = f"   {r['median'] / best:5.2f}x fastest peer" if best else ""
+            ratio = ""
+            if fastest is not None:
+                ratio = f"   {r['median'] / fastest['median']:5.2f}x fastest peer"
+                paired = _paired(r, fastest)
+                if paired is not None and r is not fastest:
+                    ratio += f" (by round {paired:.2f}x)"
             lines.append(f"  {r['mode']:44s}{_fmt(r['median'])}  (min {_fmt(r['min']).strip()})"
                          f"{ratio}")
     return "\n".join(lines)
+
+
+def _paired(row: dict, peer: dict) -> float | None:
+    """The median over rounds of row's time / peer's time in the same round: rounds are
+    interleaved, so a stretch of load that slows both cancels out of each ratio."""
+    a, b = row.get("rounds"), peer.get("rounds")
+    if not a or not b or len(a) != len(b):
+        return None
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
 def write_chart(rows: list[dict], path: str) -> str | None:
@@ -190,13 +205,15 @@ def main(argv=None) -> int:
     parser.add_argument("workloads", nargs="*", default=list(workloads.WORKLOADS))
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply calls per round")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds per workload (default 7; "
+                        "5 where a round is under 11 calls)")
     parser.add_argument("--out", help="folder for results.json and the chart")
     args = parser.parse_args(argv)
     names = args.workloads
     print(f"kiln benchmarks: {', '.join(names)}")
     procs = [] if args.no_peers else start_peers()
     try:
-        rows = run_all(names, args.scale, procs)
+        rows = run_all(names, args.scale, procs, args.rounds)
     finally:
         for proc in procs:
             proc.stdin.close()

@@ -46,7 +46,8 @@ def interleaved(candidates: dict[str, Callable[[], object]], calls: int, rounds:
     rotates from round to round and each batch starts after a short rest (REST), so no
     candidate always follows the same one.
 
-    Returns {name: {"min": s, "median": s}} in seconds per call.
+    Returns {name: {"min": s, "median": s, "rounds": [s, ...]}} in seconds per call, the
+    rounds in order (round r of every candidate ran within the same stretch of time).
     """
     for fn in candidates.values():
         if not isinstance(fn, Remote):   # a remote candidate warmed up when it was built
@@ -62,7 +63,8 @@ def interleaved(candidates: dict[str, Callable[[], object]], calls: int, rounds:
                 samples[name].append(fn.batch(calls))
                 continue
             samples[name].append(warm_batch(fn, calls))
-    return {name: {"min": min(s), "median": statistics.median(s)} for name, s in samples.items()}
+    return {name: {"min": min(s), "median": statistics.median(s), "rounds": s}
+            for name, s in samples.items()}
 
 
 def warm_batch(fn: Callable[[], object], calls: int) -> float:
