@@ -13,7 +13,8 @@ PyTorch runs `torch.nn.LSTM` eagerly, with its default threads and with one.
 Each framework runs in its own process (the peer's NumPy differs from kiln's); the driver
 interleaves the rounds across the processes (one round is `calls` calls, alternating which
 process goes first), so that a shared machine's drifting load hits all alike, and reports each
-one's median and minimum time per call and the ratio of kiln's median to each peer's.
+one's median and minimum time per call, the ratio of kiln's median to each peer's and the
+median of the per-round ratios.
 """
 
 from __future__ import annotations
@@ -146,7 +147,11 @@ def main() -> int:
                for name, s in samples.items()}
     base = results[names[0]]["median_ms"]
     for name, r in results.items():
-        ratio = "" if name == names[0] else f"   kiln / this = {base / r['median_ms']:.2f}"
+        # the median of per-round ratios: round r of each process ran within one stretch of time
+        paired = statistics.median(a / b for a, b in zip(samples[names[0]], samples[name]))
+        results[name]["paired_ratio"] = paired
+        ratio = "" if name == names[0] else (f"   kiln / this = {base / r['median_ms']:.2f}"
+                                             f" (by round {paired:.2f})")
         print(f"  {name:<26} median {r['median_ms']:7.1f} ms   min {r['min_ms']:7.1f} ms{ratio}")
     if args.json:
         with open(args.json, "w") as f:
