@@ -63,7 +63,8 @@ def peer_candidates(procs: list, name: str, warmup: int) -> dict:
     return candidates
 
 
-def run_all(names: list[str], scale: float, procs: list, rounds: int | None = None) -> list[dict]:
+def run_all(names: list[str], scale: float, procs: list, rounds: int | None = None,
+            floor: Floor | None = None) -> list[dict]:
     """Each workload's kiln modes and peers' modes, timed in interleaved rounds."""
     import workloads
 
@@ -80,6 +81,8 @@ def run_all(names: list[str], scale: float, procs: list, rounds: int | None = No
         calls = max(1, int(workloads.CALLS[name] * scale))
         warmup = min(20, calls)
         candidates.update(peer_candidates(procs, name, warmup))
+        if name == "W1" and floor is not None:
+            candidates[floor.mode] = floor
         n_rounds = rounds or (7 if calls > 10 else 5)
         for mode, r in interleaved(candidates, calls, rounds=n_rounds, warmup=warmup).items():
             rows.append({"workload": name, "mode": mode, **r})
@@ -89,19 +92,30 @@ def run_all(names: list[str], scale: float, procs: list, rounds: int | None = No
     return rows
 
 
-def run_floor() -> list[dict]:
-    """The seed MLP as a plain C loop (the hardware floor), when a C compiler is present."""
-    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
-    if cc is None or not os.path.exists(FLOOR_SOURCE):
-        return []
-    exe = os.path.join(tempfile.mkdtemp(prefix="kiln-floor-"), "floor")
-    subprocess.run([cc, "-O3", "-march=native", "-o", exe, FLOOR_SOURCE], check=True)
-    out = subprocess.run([exe], capture_output=True, text=True, check=True).stdout
-    times = [float(line.split(":")[1].split("us")[0]) * 1e-6 for line in out.splitlines()
-             if line.startswith("C floor")]
-    times.sort()
-    return [{"workload": "W1", "mode": "C floor (seed_mlp_floor.c)", "min": times[0],
-             "median": times[len(times) // 2]}] if times else []
+class Floor:
+    """The seed MLP as a plain C loop (the hardware floor), a W1 candidate timed in its own
+    program: one run (five repetitions of 100000 calls) per round, its median repetition."""
+
+    mode = "C floor (seed_mlp_floor.c)"
+
+    def __init__(self, exe: str):
+        self.exe = exe
+
+    def batch(self, calls: int) -> float:
+        out = subprocess.run([self.exe], capture_output=True, text=True, check=True).stdout
+        times = sorted(float(line.split(":")[1].split("us")[0]) * 1e-6
+                       for line in out.splitlines() if line.startswith("C floor"))
+        return times[len(times) // 2]
+
+    @classmethod
+    def build(cls) -> Floor | None:
+        """The floor compiled, when a C compiler and the peers' source are there."""
+        cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+        if cc is None or not os.path.exists(FLOOR_SOURCE):
+            return None
+        exe = os.path.join(tempfile.mkdtemp(prefix="kiln-floor-"), "floor")
+        subprocess.run([cc, "-O3", "-march=native", "-o", exe, FLOOR_SOURCE], check=True)
+        return cls(exe)
 
 
 def _fmt(seconds: float) -> str:
@@ -212,14 +226,13 @@ def main(argv=None) -> int:
     names = args.workloads
     print(f"kiln benchmarks: {', '.join(names)}")
     procs = [] if args.no_peers else start_peers()
+    floor = Floor.build() if not args.no_peers and "W1" in names else None
     try:
-        rows = run_all(names, args.scale, procs, args.rounds)
+        rows = run_all(names, args.scale, procs, args.rounds, floor)
     finally:
         for proc in procs:
             proc.stdin.close()
             proc.wait()
-    if not args.no_peers and "W1" in names:
-        rows += run_floor()
     print(report(rows))
     if args.out:
         os.makedirs(args.out, exist_ok=True)

@@ -1,8 +1,9 @@
 """Timing that holds up on a shared, noisy machine: interleaved rounds, minimum and median.
 
-A candidate is a zero-argument callable, or a `Remote`: one that runs in another process (a
-peer framework in its own environment, serving through `serve`), so that its rounds interleave
-with kiln's in time instead of running after them.
+A candidate is a zero-argument callable, or an object whose `batch(calls)` times one batch
+elsewhere and returns seconds per call: a `Remote` runs in another process (a peer framework
+in its own environment, serving through `serve`), so that its rounds interleave with kiln's in
+time instead of running after them.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def interleaved(candidates: dict[str, Callable[[], object]], calls: int, rounds:
     rounds in order (round r of every candidate ran within the same stretch of time).
     """
     for fn in candidates.values():
-        if not isinstance(fn, Remote):   # a remote candidate warmed up when it was built
+        if not hasattr(fn, "batch"):   # a remote candidate warmed up when it was built
             for _ in range(warmup):
                 fn()
     names = list(candidates)
@@ -59,7 +60,7 @@ def interleaved(candidates: dict[str, Callable[[], object]], calls: int, rounds:
         for name in names[r % len(names):] + names[:r % len(names)]:
             time.sleep(REST)
             fn = candidates[name]
-            if isinstance(fn, Remote):
+            if hasattr(fn, "batch"):       # timed elsewhere (Remote, or a program's own)
                 samples[name].append(fn.batch(calls))
                 continue
             samples[name].append(warm_batch(fn, calls))
