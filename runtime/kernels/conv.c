@@ -139,21 +139,9 @@ static void depthwise_image(const kiln_conv2d *p, const float *x, const float *w
         const float *xc = x + ch * p->h * p->w;
         const float *wc = w + ch * p->kh * p->kw;
         float *yc = y + ch * p->oh * p->ow;
-        for (long oy = 0; oy < p->oh; oy++) {
-            for (long ox = 0; ox < p->ow; ox++) {
-                float acc = 0.0f;
-                for (long ki = 0; ki < p->kh; ki++) {
-                    long iy = oy * p->sh - p->ph + ki * p->dh;
-                    if (iy < 0 || iy >= p->h) continue;
-                    for (long kj = 0; kj < p->kw; kj++) {
-                        long ix = ox * p->sw - p->pw + kj * p->dw;
-                        if (ix < 0 || ix >= p->w) continue;
-                        acc += xc[iy * p->w + ix] * wc[ki * p->kw + kj];
-                    }
-                }
-                yc[oy * p->ow + ox] = acc;
-            }
-        }
+        for (long oy = 0; oy < p->oh; oy++)
+            for (long ox = 0; ox < p->ow; ox++)
+                yc[oy * p->ow + ox] = kk_window_acc(p, xc, wc, oy, ox, 0.0f);
     }
 }
 

@@ -359,18 +359,9 @@ static void reference_part(const kiln_conv2d *p, const float *x, const float *w,
             long oy = pos / pitch, ox = pos % pitch;
             if (ox >= p->ow) continue;
             float acc = 0.0f;
-            for (long c = 0; c < cg; c++) {
-                const float *xc = xi + (g * cg + c) * p->h * p->w;
-                for (long ki = 0; ki < p->kh; ki++) {
-                    long iy = oy * p->sh - p->ph + ki * p->dh;
-                    if (iy < 0 || iy >= p->h) continue;
-                    for (long kj = 0; kj < p->kw; kj++) {
-                        long ix = ox * p->sw - p->pw + kj * p->dw;
-                        if (ix < 0 || ix >= p->w) continue;
-                        acc += xc[iy * p->w + ix] * wf[(c * p->kh + ki) * p->kw + kj];
-                    }
-                }
-            }
+            for (long c = 0; c < cg; c++)
+                acc = kk_window_acc(p, xi + (g * cg + c) * p->h * p->w,
+                                    wf + c * p->kh * p->kw, oy, ox, acc);
             long o = oy * p->ow + ox;
             float v = acc * s + b + (rf ? rf[o] : 0.0f);
             yf[o] = kk_act1(v, act);

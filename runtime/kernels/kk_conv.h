@@ -29,6 +29,23 @@ void kk_conv2d_reference(const kiln_conv2d *p, const float *x, const float *w,
  * and odd is written) */
 void kk_deinterleave(const float *src, long n, float *even, float *odd);
 
+/* acc plus the products of one channel's window at output (oy, ox): xc[iy, ix] wc[ki, kj] over
+ * the kernel's taps, in order, those outside the input skipped (the definition, for the
+ * depthwise kernel and the fallbacks) */
+static inline float kk_window_acc(const kiln_conv2d *p, const float *xc, const float *wc,
+                                  long oy, long ox, float acc) {
+    for (long ki = 0; ki < p->kh; ki++) {
+        long iy = oy * p->sh - p->ph + ki * p->dh;
+        if (iy < 0 || iy >= p->h) continue;
+        for (long kj = 0; kj < p->kw; kj++) {
+            long ix = ox * p->sw - p->pw + kj * p->dw;
+            if (ix < 0 || ix >= p->w) continue;
+            acc += xc[iy * p->w + ix] * wc[ki * p->kw + kj];
+        }
+    }
+    return acc;
+}
+
 static inline kk_vf kk_relu_vec(kk_vf v) {
     return (kk_vf)((kk_vi)v & ~(kk_vi)(v < kk_splat(0.0f)));    /* NaN stays NaN */
 }
