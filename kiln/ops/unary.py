@@ -114,7 +114,10 @@ arccos = _define_unary("arccos", _np.arccos, "_npi_arccos",
 arctan = _define_unary("arctan", _np.arctan, "_npi_arctan", lambda x, y, g: g / (1 + x * x))
 sinh = _define_unary("sinh", _np.sinh, "_npi_sinh", lambda x, y, g: g * cosh(x))
 cosh = _define_unary("cosh", _np.cosh, "_npi_cosh", lambda x, y, g: g * sinh(x))
-tanh = _define_unary("tanh", _np.tanh, "_npi_tanh", lambda x, y, g: g * (1 - y * y),
+# tanh's and sigmoid's rules are written as one chain from y, ending with the cotangent: in a
+# compiled backward graph the fusion pass then makes the whole rule one elementwise node
+# (g * (1 - y * y) would leave 1 - y * y outside it, a pass of its own).
+tanh = _define_unary("tanh", _np.tanh, "_npi_tanh", lambda x, y, g: (1 - y * y) * g,
                      save_outputs=True)
 arcsinh = _define_unary("arcsinh", _np.arcsinh, "_npi_arcsinh",
                         lambda x, y, g: g / sqrt(x * x + 1))
@@ -146,7 +149,7 @@ invert = _define_unary("invert", _np.invert, "_npi_bitwise_not",
 # layer before it can fuse with it.
 relu = _define_unary("relu", _relu, "_npx_relu", lambda x, y, g: g * (y > 0),
                      save_outputs=True, doc="max(x, 0), elementwise.", infer=_same_dtype_infer)
-sigmoid = _define_unary("sigmoid", _sigmoid, "_npx_sigmoid", lambda x, y, g: g * y * (1 - y),
+sigmoid = _define_unary("sigmoid", _sigmoid, "_npx_sigmoid", lambda x, y, g: (1 - y) * y * g,
                         save_outputs=True, doc="1 / (1 + exp(-x)), elementwise.",
                         infer=_unary_infer(_np.exp))
 softrelu = _define_unary("softrelu", _softrelu, "_npx_softrelu",
