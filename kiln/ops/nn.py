@@ -592,6 +592,17 @@ def _ce_rows(data, label, axis):
     return rows, idx, positions, moved
 
 
+def _row_max(rows):
+    """rows.max(1, keepdims=True). NumPy reduces short rows slowly (18.8 us for 256 rows of 10
+    classes, against 6.5 us for this loop over the columns); the maximum is exact either way."""
+    if rows.shape[1] > 16 or rows.shape[1] == 0:
+        return rows.max(1, keepdims=True)
+    m = rows[:, 0].copy()
+    for j in range(1, rows.shape[1]):
+        _np.maximum(m, rows[:, j], out=m)
+    return m[:, None]
+
+
 def _ce_infer_index(data, label, axis, op):
     ax = axis % len(data.shape)
     expected = tuple(d for i, d in enumerate(data.shape) if i != ax)
@@ -619,7 +630,7 @@ class SoftmaxCrossEntropy(Op):
 
     def impl(data, label, *, axis):
         rows, idx, positions, _ = _ce_rows(data, label, axis)
-        z = rows - rows.max(1, keepdims=True)
+        z = rows - _row_max(rows)
         lse = _np.log(_np.exp(z).sum(1))
         lse -= z[_np.arange(len(z)), idx]
         return lse.reshape(positions)
@@ -647,7 +658,7 @@ class SoftmaxCrossEntropyBackward(Op):
 
     def impl(data, label, ct, *, axis):
         rows, idx, positions, moved = _ce_rows(data, label, axis)
-        p = rows - rows.max(1, keepdims=True)
+        p = rows - _row_max(rows)
         _np.exp(p, out=p)
         p /= p.sum(1, keepdims=True)
         p[_np.arange(len(p)), idx] -= 1
