@@ -7,8 +7,9 @@
 Peers run in their own environments (`../shared/peers/setup.sh` builds them under
 $KILN_PEERS, default /tmp/kiln-peers) as subprocesses that serve timing requests, so each
 workload's rounds interleave kiln's modes and the peers' in time and a shared, noisy machine's
-drift hits all alike. Times are per call; the table quotes the median of the interleaved rounds
-and the ratio to the fastest peer.
+drift hits all alike (the C floor of W1 too, one run of its program per round). Times are per
+call; the table quotes the median of the interleaved rounds, the ratio to the fastest peer, and
+"by round": the median of each round's own ratio to that peer.
 """
 
 from __future__ import annotations
@@ -63,6 +64,32 @@ def peer_candidates(procs: list, name: str, warmup: int) -> dict:
     return candidates
 
 
+class Floor:
+    """The seed MLP as a plain C loop (the hardware floor), a W1 candidate timed in its own
+    program: one run (five repetitions of 100000 calls) per round, its median repetition."""
+
+    mode = "C floor (seed_mlp_floor.c)"
+
+    def __init__(self, exe: str):
+        self.exe = exe
+
+    def batch(self, calls: int) -> float:
+        out = subprocess.run([self.exe], capture_output=True, text=True, check=True).stdout
+        times = sorted(float(line.split(":")[1].split("us")[0]) * 1e-6
+                       for line in out.splitlines() if line.startswith("C floor"))
+        return times[len(times) // 2]
+
+    @classmethod
+    def build(cls) -> Floor | None:
+        """The floor compiled, when a C compiler and the peers' source are there."""
+        cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+        if cc is None or not os.path.exists(FLOOR_SOURCE):
+            return None
+        exe = os.path.join(tempfile.mkdtemp(prefix="kiln-floor-"), "floor")
+        subprocess.run([cc, "-O3", "-march=native", "-o", exe, FLOOR_SOURCE], check=True)
+        return cls(exe)
+
+
 def run_all(names: list[str], scale: float, procs: list, rounds: int | None = None,
             floor: Floor | None = None) -> list[dict]:
     """Each workload's kiln modes and peers' modes, timed in interleaved rounds."""
@@ -90,32 +117,6 @@ def run_all(names: list[str], scale: float, procs: list, rounds: int | None = No
     for mode, seconds in workloads.compile_latency().items():
         rows.append({"workload": "compile", "mode": mode, "min": seconds, "median": seconds})
     return rows
-
-
-class Floor:
-    """The seed MLP as a plain C loop (the hardware floor), a W1 candidate timed in its own
-    program: one run (five repetitions of 100000 calls) per round, its median repetition."""
-
-    mode = "C floor (seed_mlp_floor.c)"
-
-    def __init__(self, exe: str):
-        self.exe = exe
-
-    def batch(self, calls: int) -> float:
-        out = subprocess.run([self.exe], capture_output=True, text=True, check=True).stdout
-        times = sorted(float(line.split(":")[1].split("us")[0]) * 1e-6
-                       for line in out.splitlines() if line.startswith("C floor"))
-        return times[len(times) // 2]
-
-    @classmethod
-    def build(cls) -> Floor | None:
-        """The floor compiled, when a C compiler and the peers' source are there."""
-        cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
-        if cc is None or not os.path.exists(FLOOR_SOURCE):
-            return None
-        exe = os.path.join(tempfile.mkdtemp(prefix="kiln-floor-"), "floor")
-        subprocess.run([cc, "-O3", "-march=native", "-o", exe, FLOOR_SOURCE], check=True)
-        return cls(exe)
 
 
 def _fmt(seconds: float) -> str:

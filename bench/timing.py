@@ -59,11 +59,9 @@ def interleaved(candidates: dict[str, Callable[[], object]], calls: int, rounds:
     for r in range(rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
             time.sleep(REST)
-            fn = candidates[name]
-            if hasattr(fn, "batch"):       # timed elsewhere (Remote, or a program's own)
-                samples[name].append(fn.batch(calls))
-                continue
-            samples[name].append(warm_batch(fn, calls))
+            fn = candidates[name]        # with `batch`: timed elsewhere (Remote, the floor)
+            samples[name].append(fn.batch(calls) if hasattr(fn, "batch") else
+                                 warm_batch(fn, calls))
     return {name: {"min": min(s), "median": statistics.median(s), "rounds": s}
             for name, s in samples.items()}
 
