@@ -199,6 +199,32 @@ static inline void dot_tile(const float *a, long lda, int mr, const float *b, lo
     }
 }
 
+/* One row of A against 8 rows of B (a batch-1 dense layer): out[q]. Eight independent sums
+ * keep both FMA units busy and eight loads in flight, where dot_tile's four sums for one row
+ * of A wait on the FMA latency; the seed MLP's three layers measured 5% faster on a quiet core
+ * and 25-30% faster while the core was shared (the memory-bound loop then waits on loads).
+ * Head and tail as in dot_tile; k >= KK_VLEN. */
+static inline void dot_row8(const float *a, const float *b, long ldb, long k, float *out) {
+    kk_vf acc[8];
+    for (int q = 0; q < 8; q++) acc[q] = kk_splat(0.0f);
+    long peel = align_peel(b, ldb, k);
+    long p = peel;
+    for (; p + KK_VLEN <= k; p += KK_VLEN) {
+        kk_vf x = kk_load(a + p);
+        for (int q = 0; q < 8; q++) acc[q] += x * kk_load(b + q * ldb + p);
+    }
+    long rem = k - p;
+    if (peel || rem) {
+        long t0 = k - KK_VLEN;
+        kk_vf xh = kk_load(a) * lane_mask(0, peel);
+        kk_vf xt = kk_load(a + t0) * lane_mask(KK_VLEN - rem, KK_VLEN);
+        for (int q = 0; q < 8; q++)
+            acc[q] += xh * kk_load(b + q * ldb) + xt * kk_load(b + q * ldb + t0);
+    }
+    hsum4(acc[0], acc[1], acc[2], acc[3], out);
+    hsum4(acc[4], acc[5], acc[6], acc[7], out + 4);
+}
+
 /* One row of A against one row of B. */
 static inline float dot1(const float *a, const float *b, long k) {
     kk_vf acc0 = kk_splat(0.0f), acc1 = kk_splat(0.0f);
@@ -229,6 +255,16 @@ static void dot_columns(void *ctx, long j0, long j1) {
     const dot_job *d = (const dot_job *)ctx;
     float out[16];
     long j = j0;
+    if (d->m == 1 && d->k >= KK_VLEN)
+        for (; j + 8 <= j1; j += 8) {
+            dot_row8(d->a, d->b + j * d->ldb, d->ldb, d->k, out);
+            for (int q = 0; q < 8; q++) {
+                float v = d->alpha * out[q];
+                if (d->beta != 0.0f) v += d->beta * d->c[j + q];
+                if (d->bias) v += d->bias[j + q];
+                d->c[j + q] = kk_act1(v, d->act);
+            }
+        }
     for (; j + 4 <= j1; j += 4) {
         for (long i = 0; i < d->m; i += 4) {
             int mr = (int)KK_MIN(4, d->m - i);

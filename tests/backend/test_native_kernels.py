@@ -87,6 +87,24 @@ def test_dense(lib, m, act):
     np.testing.assert_allclose(y, expect, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("n,k", [(8, 16), (13, 48), (256, 512), (21, 100), (9, 7),
+                                 (1000, 512)])   # the last on both threads
+@pytest.mark.parametrize("shift", [0, 3, 8, 15])
+def test_dense_batch_one(lib, n, k, shift):
+    """Batch-1 layers (eight weight rows at a time): weights that start off a cache line
+    (NumPy aligns to 16 bytes) take a masked head, the rest a masked tail."""
+    x = rand(1, k)
+    store = np.empty(n * k + 32, np.float32)
+    start = (-store.ctypes.data // 4) % 16 + shift    # `shift` floats past a 64-byte boundary
+    w = store[start:start + n * k].reshape(n, k)
+    w[...] = rand(n, k, seed=1)
+    b = rand(n, seed=2)
+    y = np.empty((1, n), np.float32)
+    lib.kiln_dense_f32(ptr(x), ptr(w), ptr(b), ptr(y), 1, n, k, 1)
+    expect = np.maximum(x.astype(np.float64) @ w.T.astype(np.float64) + b, 0)
+    np.testing.assert_allclose(y, expect, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("log", [0, 1])
 @pytest.mark.parametrize("shape", [(5, 10, 1), (3, 100, 1), (2, 7, 6),
                                    # few classes, many rows: blocks of 16 rows (one partial)
