@@ -69,31 +69,6 @@ static void blas_call(int ta, int tb, long m, long n, long k, float alpha, const
  * helpers
  * ------------------------------------------------------------------------------------------- */
 
-/* The sums of four vectors, as four floats. */
-static inline void hsum4(kk_vf a0, kk_vf a1, kk_vf a2, kk_vf a3, float *out) {
-#if defined(__AVX512F__)
-    __m512 x0 = _mm512_add_ps(_mm512_unpacklo_ps((__m512)a0, (__m512)a1),
-                              _mm512_unpackhi_ps((__m512)a0, (__m512)a1));
-    __m512 x1 = _mm512_add_ps(_mm512_unpacklo_ps((__m512)a2, (__m512)a3),
-                              _mm512_unpackhi_ps((__m512)a2, (__m512)a3));
-    __m512 y = _mm512_add_ps(_mm512_shuffle_ps(x0, x1, 0x44), _mm512_shuffle_ps(x0, x1, 0xEE));
-    __m128 s = _mm_add_ps(_mm_add_ps(_mm512_extractf32x4_ps(y, 0), _mm512_extractf32x4_ps(y, 1)),
-                          _mm_add_ps(_mm512_extractf32x4_ps(y, 2), _mm512_extractf32x4_ps(y, 3)));
-    _mm_storeu_ps(out, s);
-#elif defined(__AVX__)
-    __m256 x0 = _mm256_hadd_ps((__m256)a0, (__m256)a1);
-    __m256 x1 = _mm256_hadd_ps((__m256)a2, (__m256)a3);
-    __m256 y = _mm256_hadd_ps(x0, x1);
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(y), _mm256_extractf128_ps(y, 1));
-    _mm_storeu_ps(out, s);
-#else
-    out[0] = kk_hsum(a0);
-    out[1] = kk_hsum(a1);
-    out[2] = kk_hsum(a2);
-    out[3] = kk_hsum(a3);
-#endif
-}
-
 static void act_range(float *y, long n, int act) {
     long i;
     switch (act) {
@@ -188,7 +163,7 @@ static inline void dot_tile(const float *a, long lda, int mr, const float *b, lo
         rem = 0;
     }
     for (int r = 0; r < mr; r++) {
-        hsum4(acc[r][0], acc[r][1], acc[r][2], acc[r][3], out + r * 4);
+        kk_hsum4(acc[r][0], acc[r][1], acc[r][2], acc[r][3], out + r * 4);
         for (long q = k - rem; q < k; q++) {   /* k < one vector only */
             float x = a[r * lda + q];
             out[r * 4 + 0] += x * b0[q];
@@ -221,8 +196,8 @@ static inline void dot_row8(const float *a, const float *b, long ldb, long k, fl
         for (int q = 0; q < 8; q++)
             acc[q] += xh * kk_load(b + q * ldb) + xt * kk_load(b + q * ldb + t0);
     }
-    hsum4(acc[0], acc[1], acc[2], acc[3], out);
-    hsum4(acc[4], acc[5], acc[6], acc[7], out + 4);
+    kk_hsum4(acc[0], acc[1], acc[2], acc[3], out);
+    kk_hsum4(acc[4], acc[5], acc[6], acc[7], out + 4);
 }
 
 /* One row of A against one row of B. */

@@ -68,6 +68,31 @@ static inline float kk_hsum(kk_vf v) {
     return s;
 }
 
+/* The sums of four vectors, as four floats. */
+static inline void kk_hsum4(kk_vf a0, kk_vf a1, kk_vf a2, kk_vf a3, float *out) {
+#if defined(__AVX512F__)
+    __m512 x0 = _mm512_add_ps(_mm512_unpacklo_ps((__m512)a0, (__m512)a1),
+                              _mm512_unpackhi_ps((__m512)a0, (__m512)a1));
+    __m512 x1 = _mm512_add_ps(_mm512_unpacklo_ps((__m512)a2, (__m512)a3),
+                              _mm512_unpackhi_ps((__m512)a2, (__m512)a3));
+    __m512 y = _mm512_add_ps(_mm512_shuffle_ps(x0, x1, 0x44), _mm512_shuffle_ps(x0, x1, 0xEE));
+    __m128 s = _mm_add_ps(_mm_add_ps(_mm512_extractf32x4_ps(y, 0), _mm512_extractf32x4_ps(y, 1)),
+                          _mm_add_ps(_mm512_extractf32x4_ps(y, 2), _mm512_extractf32x4_ps(y, 3)));
+    _mm_storeu_ps(out, s);
+#elif defined(__AVX__)
+    __m256 x0 = _mm256_hadd_ps((__m256)a0, (__m256)a1);
+    __m256 x1 = _mm256_hadd_ps((__m256)a2, (__m256)a3);
+    __m256 y = _mm256_hadd_ps(x0, x1);
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(y), _mm256_extractf128_ps(y, 1));
+    _mm_storeu_ps(out, s);
+#else
+    out[0] = kk_hsum(a0);
+    out[1] = kk_hsum(a1);
+    out[2] = kk_hsum(a2);
+    out[3] = kk_hsum(a3);
+#endif
+}
+
 /* sum of x[0:n] with 2 vector accumulators */
 static inline float kk_sum(const float *x, long n) {
     kk_vf a0 = kk_splat(0.0f), a1 = kk_splat(0.0f);

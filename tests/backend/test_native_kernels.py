@@ -319,6 +319,10 @@ WINOGRAD_CONVS = [
     (2, 64, 24, 26, 64, 1),      # a batch of two
     (1, 256, 14, 14, 250, 1),    # ResNet's 14x14 layer; 250 = 10 x 24 + 10 filters
     (1, 256, 28, 28, 260, 1),    # by panels because U (4 MiB) would not stay in L2 either
+    # by panels with a last block of 1 to 4 tiles: dot products per tile (products_few)
+    (1, 128, 18, 18, 128, 1),    # 81 tiles: 5 blocks and 1
+    (1, 128, 10, 20, 100, 1),    # 50 tiles: 3 blocks and 2
+    (1, 160, 10, 14, 160, 1),    # 35 tiles: 2 blocks and 3
 ]
 
 

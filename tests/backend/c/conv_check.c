@@ -28,9 +28,10 @@ static long pick(long lo, long hi) {
 static float frand(void) { return (float)((double)(next() % 2000001) / 1e6 - 1.0); }
 
 /* (n, c, h, w, f, pad): by panels; by blocks; by blocks with the panels split (two threads);
- * odd sizes with padding 2 */
+ * odd sizes with padding 2; by panels with a last block of one tile, and of two */
 static const long WINOGRAD[][6] = {
     {1, 64, 22, 26, 64, 1}, {1, 64, 50, 50, 24, 1}, {1, 160, 40, 40, 24, 1}, {2, 64, 21, 23, 64, 2},
+    {1, 144, 18, 18, 64, 1}, {1, 128, 10, 20, 100, 1},
 };
 #define N_WINOGRAD ((int)(sizeof WINOGRAD / sizeof WINOGRAD[0]))
 
