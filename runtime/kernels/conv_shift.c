@@ -144,6 +144,32 @@ void kk_deinterleave(const float *src, long n, float *even, float *odd) {
     if (2 * t < n) even[t] = src[2 * t];
 }
 
+/* dst[t] = src[2 t] for t < n (a stride-2 phase that uses one column residue: a 1x1 stride-2
+ * shortcut); reads src[0 : 2 n - 1] only. As a scalar loop this was 30% of such a layer. */
+static void take_even(const float *src, long n, float *dst) {
+    long t = 0;
+#if defined(__AVX512F__)
+    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28,
+                                         30);
+    for (; t + 16 <= n && 2 * t + 32 <= 2 * n - 1; t += 16) {
+        __m512 a = _mm512_loadu_ps(src + 2 * t), b = _mm512_loadu_ps(src + 2 * t + 16);
+        _mm512_storeu_ps(dst + t, _mm512_permutex2var_ps(a, ie, b));
+    }
+    long rem = 2 * n - 1 - 2 * t;   /* floats left to read, < 33 */
+    while (rem > 0) {
+        long take = KK_MIN(n - t, 16);
+        __m512 a = _mm512_maskz_loadu_ps((__mmask16)((1u << KK_MIN(rem, 16)) - 1u), src + 2 * t);
+        __m512 b = _mm512_maskz_loadu_ps((__mmask16)((1u << KK_MAX(KK_MIN(rem - 16, 16), 0)) - 1u),
+                                         src + 2 * t + 16);
+        _mm512_mask_storeu_ps(dst + t, (__mmask16)((1u << take) - 1u),
+                              _mm512_permutex2var_ps(a, ie, b));
+        t += take;
+        rem = 2 * n - 1 - 2 * t;
+    }
+#endif
+    for (; t < n; t++) dst[t] = src[2 * t];
+}
+
 /* x[0:n] = 0; the few floats of a row's padding without a call */
 static inline void zero_floats(float *x, long n) {
     if (n <= 0) return;
@@ -193,6 +219,8 @@ static void build_channels(const shift_plan *q, const float *x, float *buf, long
                     const float *src = xc + iy * p->w + (j0 * p->sw + b - p->pw);
                     if (p->sw == 1)
                         memcpy(row + j0, src, (size_t)(j1 - j0) * sizeof(float));
+                    else if (p->sw == 2)
+                        take_even(src, j1 - j0, row + j0);
                     else
                         for (long t = 0; t < j1 - j0; t++) row[j0 + t] = src[t * p->sw];
                 }
