@@ -523,6 +523,28 @@ def test_pool2d(lib, kind, k, s, p, full):
             assert np.isclose(float(dx.sum()), float(dy.sum()), rtol=1e-4)
 
 
+@pytest.mark.parametrize("h,w", [(112, 112), (9, 8), (8, 9), (1, 2), (2, 3), (3, 3), (5, 7),
+                                 (6, 40), (13, 33)])
+def test_max_pool_3x3_stride_2(lib, h, w):
+    """ResNet's pooling has its own loop (pool_planes_max3s2): the same results as the
+    definition, exactly, with NaN and -inf where windows meet the padding."""
+    x = rand(2, 3, h, w)
+    x[0, 1, h // 2, w // 2] = np.nan
+    x[1, 0, : min(h, 4), : min(w, 3)] = -np.inf      # windows of -inf and padding (rows, columns)
+    x[1, 2, h - 1, w - 1] = np.nan
+    oh, ow = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+    prm = Pool2d(2, 3, h, w, 3, 3, 2, 2, 1, 1, oh, ow, 0, 1)
+    y = np.empty((2, 3, oh, ow), np.float32)
+    lib.kiln_set_num_threads(2)
+    try:
+        lib.kiln_pool2d_f32(ctypes.byref(prm), ptr(x), ptr(y))
+    finally:
+        lib.kiln_set_num_threads(0)
+    with np.errstate(invalid="ignore"):
+        expect = pool_ref(x, 3, 2, 1, oh, ow, 0, 1)
+    np.testing.assert_array_equal(y, expect)
+
+
 def test_thread_pool_under_many_small_jobs(lib):
     """Hundreds of parallel jobs back to back: every element is processed exactly once."""
     x = rand(64, 4000, 8)
