@@ -328,9 +328,17 @@ static void run_tiles(const shift_job *d, const float *buf, long img, long g, lo
                 continue;
             }
             long n = KK_MIN(p->ow - ox, end - pos);
-            seg_t[nseg] = pos - p0;
-            seg_o[nseg] = oy * p->ow + ox;
-            seg_n[nseg++] = n;
+            if (nseg > 0 && seg_o[nseg - 1] + seg_n[nseg - 1] == oy * p->ow + ox &&
+                seg_t[nseg - 1] + seg_n[nseg - 1] == pos - p0) {
+                /* continues the last run (a pitch of exactly ow: 1x1 convolutions without
+                 * padding): one epilogue call per row of the tile, not one per output row;
+                 * on a 7x7 map a tile spans five output rows */
+                seg_n[nseg - 1] += n;
+            } else {
+                seg_t[nseg] = pos - p0;
+                seg_o[nseg] = oy * p->ow + ox;
+                seg_n[nseg++] = n;
+            }
             pos += n;
         }
         for (int r = 0; r < h; r++) {
