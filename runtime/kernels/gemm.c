@@ -176,8 +176,8 @@ static inline void dot_tile(const float *a, long lda, int mr, const float *b, lo
 
 /* One row of A against 8 rows of B (a batch-1 dense layer): out[q]. Eight independent sums
  * keep both FMA units busy and eight loads in flight, where dot_tile's four sums for one row
- * of A wait on the FMA latency; the seed MLP's three layers measured 5% faster on a quiet core
- * and 25-30% faster while the core was shared (the memory-bound loop then waits on loads).
+ * of A wait on the FMA latency. The seed MLP's three layers, in C beside the floor program's
+ * loop: 5-12% faster when the machine ran at full speed, 25-30% in its slow stretches.
  * Head and tail as in dot_tile; k >= KK_VLEN. */
 static inline void dot_row8(const float *a, const float *b, long ldb, long k, float *out) {
     kk_vf acc[8];
