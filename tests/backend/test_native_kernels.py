@@ -382,10 +382,18 @@ def test_winograd_results_do_not_depend_on_threads(lib, geom):
     assert all(np.array_equal(outs[0], y) for y in outs[1:])
 
 
-@pytest.mark.parametrize("geom", [SHIFT_CONVS[1], SHIFT_CONVS[2], SHIFT_CONVS[3]])
+@pytest.mark.parametrize("geom", [
+    SHIFT_CONVS[1], SHIFT_CONVS[2], SHIFT_CONVS[3],
+    # eight pairs of tiles or more on two threads: from both ends, each building its rows
+    (1, 16, 40, 40, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1),      # stride 1
+    (1, 16, 60, 60, 24, 3, 3, 2, 2, 1, 1, 1, 1, 1),      # stride 2: four phases
+    (1, 64, 80, 80, 48, 1, 1, 2, 2, 0, 0, 1, 1, 1),      # 1x1 stride 2
+    (1, 16, 40, 40, 16, 3, 3, 1, 1, 2, 2, 2, 2, 1),      # dilation 2
+])
 def test_direct_convolution_results_do_not_depend_on_threads(lib, geom):
     """A batch of one on several threads: each thread builds its own copy of the input's
-    phases and takes tiles as they come; every output is still summed in one order."""
+    phases (on two threads and a large map, only the rows its tiles read) and takes tiles as
+    they come; every output is still summed in one order."""
     n, c, h, w, f, kh, kw, sh, sw, ph, pw, dh, dw, g = geom
     p = Conv2d(n, c, h, w, f, kh, kw, sh, sw, ph, pw, dh, dw, g, 0, 0)
     assert lib.kiln_conv2d_init(ctypes.byref(p)) == 0
