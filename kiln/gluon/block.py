@@ -406,15 +406,9 @@ class HybridBlock(Block):
         if args:
             first = args[0]
             if type(first) is ndarray:
-                # _tracing() and call_cached() inlined: a batch-1 inference loop runs this on
-                # every call, and the two calls were a tenth of the seed MLP's Python time
-                hook = _nd.tracing_hook
-                if self._active and (hook is None or not hook.active()):
+                if self._active and not _tracing():
                     if self._forward_pre_hooks or self._forward_hooks:
                         return self._call_with_hooks(args, kwargs)  # around the cached call
-                    cache = self._cache
-                    if cache is not None and not IGNORE_HYBRIDIZE[0]:
-                        return cache(args, kwargs)
                     return call_cached(self, args, kwargs)
             elif getattr(first, "_kiln_symbolic", False):
                 _check_not_mixed(self, args)
@@ -483,4 +477,4 @@ def _tracing() -> bool:
 
 from ..symbol.tracing import parameter_symbols as _parameter_symbols  # noqa: E402
 from ..symbol.tracing import scope as _scope  # noqa: E402
-from .hybrid import IGNORE_HYBRIDIZE, call_cached, check_not_mixed  # noqa: E402
+from .hybrid import call_cached, check_not_mixed  # noqa: E402
