@@ -26,7 +26,7 @@ void kk_conv2d_reference(const kiln_conv2d *p, const float *x, const float *w,
                          int act, long img);
 
 /* even[t] = src[2 t] for 2 t < n, odd[t] = src[2 t + 1] for 2 t + 1 < n (nothing else of even
- * and odd is written) */
+ * and odd is written); odd may be NULL: the even elements only */
 void kk_deinterleave(const float *src, long n, float *even, float *odd);
 
 /* acc plus the products of one channel's window at output (oy, ox): xc[iy, ix] wc[ki, kj] over
