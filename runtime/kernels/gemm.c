@@ -123,26 +123,27 @@ static inline kk_vf lane_mask(long lo, long hi) {
     return m;
 }
 
-/* Up to 4 rows of A against 4 rows of B; out[r * 4 + q]. The loads from B are aligned (after a
- * head of `peel` elements); the head and the ragged tail are whole vectors with the lanes
- * outside them zeroed, so no scalar loop runs. */
-static inline void dot_tile(const float *a, long lda, int mr, const float *b, long ldb, long k,
-                            float *out) {
-    kk_vf acc[4][4];
+/* Up to 4 rows of A against nb (4 or 8) rows of B; out[r nb + q]. The loads from B are
+ * aligned (after a head of `peel` elements); the head and the ragged tail are whole vectors
+ * with the lanes outside them zeroed, so no scalar loop runs (except when k is under a vector).
+ * A batch-1 dense layer takes eight rows of B: eight independent sums keep both FMA units busy
+ * and eight loads in flight, where four sums for one row of A wait on the FMA latency. The seed
+ * MLP's three layers, in C beside the floor program's loop: 5-12% faster when the machine ran
+ * at full speed, 25-30% in its slow stretches. */
+static inline __attribute__((always_inline)) void dot_block(int nb, const float *a, long lda,
+                                                            int mr, const float *b, long ldb,
+                                                            long k, float *out) {
+    kk_vf acc[4][8];
     for (int r = 0; r < 4; r++)
-        for (int q = 0; q < 4; q++) acc[r][q] = kk_splat(0.0f);
-    const float *b0 = b, *b1 = b + ldb, *b2 = b + 2 * ldb, *b3 = b + 3 * ldb;
+        for (int q = 0; q < nb; q++) acc[r][q] = kk_splat(0.0f);
     long peel = k >= KK_VLEN ? align_peel(b, ldb, k) : 0;
     long p = peel;
     for (; p + KK_VLEN <= k; p += KK_VLEN) {
-        kk_vf w0 = kk_load(b0 + p), w1 = kk_load(b1 + p), w2 = kk_load(b2 + p),
-              w3 = kk_load(b3 + p);
+        kk_vf w[8];
+        for (int q = 0; q < nb; q++) w[q] = kk_load(b + q * ldb + p);
         for (int r = 0; r < mr; r++) {
             kk_vf x = kk_load(a + r * lda + p);
-            acc[r][0] += x * w0;
-            acc[r][1] += x * w1;
-            acc[r][2] += x * w2;
-            acc[r][3] += x * w3;
+            for (int q = 0; q < nb; q++) acc[r][q] += x * w[q];
         }
     }
     long rem = k - p;
@@ -150,54 +151,34 @@ static inline void dot_tile(const float *a, long lda, int mr, const float *b, lo
         /* head [0, peel) and tail [p, k) as masked whole vectors */
         kk_vf hm = lane_mask(0, peel), tm = lane_mask(KK_VLEN - rem, KK_VLEN);
         long t0 = k - KK_VLEN;
-        kk_vf h0 = kk_load(b0), h1 = kk_load(b1), h2 = kk_load(b2), h3 = kk_load(b3);
-        kk_vf e0 = kk_load(b0 + t0), e1 = kk_load(b1 + t0), e2 = kk_load(b2 + t0),
-              e3 = kk_load(b3 + t0);
+        kk_vf head[8], tail[8];
+        for (int q = 0; q < nb; q++) {
+            head[q] = kk_load(b + q * ldb);
+            tail[q] = kk_load(b + q * ldb + t0);
+        }
         for (int r = 0; r < mr; r++) {
             kk_vf xh = kk_load(a + r * lda) * hm, xt = kk_load(a + r * lda + t0) * tm;
-            acc[r][0] += xh * h0 + xt * e0;
-            acc[r][1] += xh * h1 + xt * e1;
-            acc[r][2] += xh * h2 + xt * e2;
-            acc[r][3] += xh * h3 + xt * e3;
+            for (int q = 0; q < nb; q++) acc[r][q] += xh * head[q] + xt * tail[q];
         }
         rem = 0;
     }
     for (int r = 0; r < mr; r++) {
-        kk_hsum4(acc[r][0], acc[r][1], acc[r][2], acc[r][3], out + r * 4);
-        for (long q = k - rem; q < k; q++) {   /* k < one vector only */
-            float x = a[r * lda + q];
-            out[r * 4 + 0] += x * b0[q];
-            out[r * 4 + 1] += x * b1[q];
-            out[r * 4 + 2] += x * b2[q];
-            out[r * 4 + 3] += x * b3[q];
+        for (int q = 0; q < nb; q += 4)
+            kk_hsum4(acc[r][q], acc[r][q + 1], acc[r][q + 2], acc[r][q + 3], out + r * nb + q);
+        for (long e = k - rem; e < k; e++) {   /* k < one vector only */
+            float x = a[r * lda + e];
+            for (int q = 0; q < nb; q++) out[r * nb + q] += x * b[q * ldb + e];
         }
     }
 }
 
-/* One row of A against 8 rows of B (a batch-1 dense layer): out[q]. Eight independent sums
- * keep both FMA units busy and eight loads in flight, where dot_tile's four sums for one row
- * of A wait on the FMA latency. The seed MLP's three layers, in C beside the floor program's
- * loop: 5-12% faster when the machine ran at full speed, 25-30% in its slow stretches.
- * Head and tail as in dot_tile; k >= KK_VLEN. */
+static inline void dot_tile(const float *a, long lda, int mr, const float *b, long ldb, long k,
+                            float *out) {
+    dot_block(4, a, lda, mr, b, ldb, k, out);
+}
+
 static inline void dot_row8(const float *a, const float *b, long ldb, long k, float *out) {
-    kk_vf acc[8];
-    for (int q = 0; q < 8; q++) acc[q] = kk_splat(0.0f);
-    long peel = align_peel(b, ldb, k);
-    long p = peel;
-    for (; p + KK_VLEN <= k; p += KK_VLEN) {
-        kk_vf x = kk_load(a + p);
-        for (int q = 0; q < 8; q++) acc[q] += x * kk_load(b + q * ldb + p);
-    }
-    long rem = k - p;
-    if (peel || rem) {
-        long t0 = k - KK_VLEN;
-        kk_vf xh = kk_load(a) * lane_mask(0, peel);
-        kk_vf xt = kk_load(a + t0) * lane_mask(KK_VLEN - rem, KK_VLEN);
-        for (int q = 0; q < 8; q++)
-            acc[q] += xh * kk_load(b + q * ldb) + xt * kk_load(b + q * ldb + t0);
-    }
-    kk_hsum4(acc[0], acc[1], acc[2], acc[3], out);
-    kk_hsum4(acc[4], acc[5], acc[6], acc[7], out + 4);
+    dot_block(8, a, 0, 1, b, ldb, k, out);
 }
 
 /* One row of A against one row of B. */
@@ -230,7 +211,7 @@ static void dot_columns(void *ctx, long j0, long j1) {
     const dot_job *d = (const dot_job *)ctx;
     float out[16];
     long j = j0;
-    if (d->m == 1 && d->k >= KK_VLEN)
+    if (d->m == 1)
         for (; j + 8 <= j1; j += 8) {
             dot_row8(d->a, d->b + j * d->ldb, d->ldb, d->k, out);
             for (int q = 0; q < 8; q++) {
