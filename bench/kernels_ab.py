@@ -3,8 +3,8 @@
 A kernel change is judged on the machine it runs on, which here is shared and changes speed
 from minute to minute: two builds timed in separate runs can differ by more than the change.
 This builds both libraries, loads them into one process and times each operation round by
-round, one library after the other, so both see the same stretch of time; it prints the
-median per round of new / old and whether the two outputs are identical.
+round, one library after the other (`timing.interleaved`), so both see the same stretch of
+time; it prints the median per round of new / old and whether the two outputs are identical.
 
     PYTHONPATH=. python bench/kernels_ab.py HEAD~3                  # every case, both threads
     PYTHONPATH=. python bench/kernels_ab.py 6a0f915 --only stem,pool --threads 1 --rounds 31
@@ -31,7 +31,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "bench"))
+
 from kiln.backend.native.toolchain import find_toolchain, wait_all  # noqa: E402
+from timing import interleaved  # noqa: E402
 
 P = ctypes.c_void_p
 FIELDS_CONV = ("n", "c", "h", "w", "f", "kh", "kw", "sh", "sw", "ph", "pw", "dh", "dw", "groups",
@@ -141,17 +144,13 @@ def main() -> None:
             start = time.perf_counter()
             runs["old"][0]()
             calls = max(1, int(0.02 / max(time.perf_counter() - start, 1e-7)))
-            times = {"old": [], "new": []}
-            for _ in range(args.rounds):
-                for key, (run, _) in runs.items():
-                    start = time.perf_counter()
-                    for _ in range(calls):
-                        run()
-                    times[key].append((time.perf_counter() - start) / calls)
-            ratio = statistics.median(n / o for n, o in zip(times["new"], times["old"]))
+            timed = interleaved({key: run for key, (run, _) in runs.items()}, calls,
+                                rounds=args.rounds, warmup=1)
+            ratio = statistics.median(n / o for n, o in zip(timed["new"]["rounds"],
+                                                            timed["old"]["rounds"]))
             same = np.array_equal(runs["old"][1], runs["new"][1])
-            print(f"  {name:8s} old {statistics.median(times['old']) * 1e6:8.1f} us  "
-                  f"new {statistics.median(times['new']) * 1e6:8.1f} us  "
+            print(f"  {name:8s} old {timed['old']['median'] * 1e6:8.1f} us  "
+                  f"new {timed['new']['median'] * 1e6:8.1f} us  "
                   f"new/old by round {ratio:.3f}  {'identical' if same else 'outputs differ'}")
 
 
