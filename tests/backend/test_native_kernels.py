@@ -238,7 +238,7 @@ SHIFT_CONVS = [
     (1, 16, 29, 27, 20, 3, 3, 2, 2, 1, 1, 1, 1, 1),      # odd sizes with stride 2
     (1, 3, 40, 38, 16, 7, 7, 2, 2, 3, 3, 1, 1, 1),       # the stem
     (1, 32, 28, 28, 48, 1, 1, 2, 2, 0, 0, 1, 1, 1),      # 1x1 stride 2: phase (0, 0) only
-    # one column residue of stride 2 (take_even): a vector loop and its tails
+    # one column residue of stride 2 (even columns by kk_deinterleave): its vector loop and tails
     (1, 16, 70, 67, 20, 1, 1, 2, 2, 0, 0, 1, 1, 1),      # 1x1 stride 2, 34 columns
     (1, 8, 21, 23, 12, 1, 1, 2, 2, 1, 1, 1, 1, 1),       # from odd input columns
     (1, 6, 30, 33, 8, 3, 3, 2, 2, 2, 2, 2, 2, 1),        # dilation 2 with stride 2
