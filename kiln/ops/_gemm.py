@@ -16,61 +16,42 @@ dimensions, strides that are neither row- nor column-wise, an `out` overlapping 
 fewer than `MIN_WORK` multiply-adds), goes to NumPy, which stays the reference: the results
 differ from NumPy's only by the order of the float32 additions.
 
-`use_native(False)` switches the native path off (tests compare both paths).
+`use_native(False)` switches the native path off, with `_native`'s other loops (tests
+compare both paths).
 """
 
 from __future__ import annotations
 
-import os
-
 import numpy as _np
+
+from . import _native
 
 __all__ = ["matmul", "use_native", "native_in_use"]
 
 #: m*n*k below which NumPy's call is cheaper than the kernel library's (measured:
-#: bench/train_ab.py and tests/ops/test_gemm.py's timing notes). Small products gain nothing
+#: bench/train_ab.py). Small products gain nothing
 #: from threads and NumPy's dispatch is already short.
 MIN_WORK = 64.0 * 64.0 * 64.0
 
 _f32 = _np.dtype(_np.float32)
 _np_matmul = _np.matmul
 
-# [function or None]: resolved on the first product large enough to want it
-_NATIVE: list = []
-
-
-def _resolve():
-    fn = None
-    if os.environ.get("KILN_BACKEND", "auto") in ("auto", "native", ""):
-        try:
-            from ..backend.native import optimizer_kernels
-
-            if optimizer_kernels.available():      # builds the runtime once per machine
-                fn = getattr(optimizer_kernels._binding(), "matmul_f32", None)
-        except Exception:   # whatever stops native code from loading, NumPy computes
-            fn = None
-    _NATIVE[:] = [fn]
-    return fn
-
 
 def use_native(flag: bool | None) -> None:
-    """Force the native path off (False), or back to the automatic choice (None/True)."""
-    if flag is False:
-        _NATIVE[:] = [None]
-    else:
-        _NATIVE.clear()
+    """Force the native path off (False), or back to the automatic choice (None/True); the
+    other eager loops of `_native` with it."""
+    _native.use_native(flag)
 
 
 def native_in_use() -> bool:
     """Whether large 2-D float32 products run in the kernel library (resolves it now)."""
-    fn = _NATIVE[0] if _NATIVE else _resolve()
-    return fn is not None
+    return _native.function("matmul_f32") is not None
 
 
 def matmul(a, b, out=None):
     """`a @ b` (NumPy's `matmul` semantics); 2-D float32 products above MIN_WORK in C."""
     if a.dtype is _f32 and b.dtype is _f32 and a.ndim == 2 and b.ndim == 2:
-        fn = _NATIVE[0] if _NATIVE else _resolve()
+        fn = _native.function("matmul_f32")
         if fn is not None:
             r = fn(a, b, out, MIN_WORK)
             if r is not None:

@@ -21,6 +21,7 @@ import numpy as _np
 from ..base import ShapeError
 from ..ndarray import apply, asarray_input, wrap
 from .registry import Aval, Op
+from . import _native
 from . import reduce as _reduce
 from . import shape as _shape
 
@@ -101,8 +102,11 @@ def _cotangent_for(g, x):
 # ----------------------------------------------------------------------------------------------
 
 def _define_binary(name, ufunc, mx_name, grad=None, commutative=False, mirrored=False,
-                   save_outputs=False):
+                   save_outputs=False, array_impl=None):
     """Register `name`, `name_scalar` and (unless commutative) `rname_scalar`.
+
+    `ufunc` computes and says the result dtypes; `array_impl`, when given, computes the
+    array-array form instead (a faster loop for some operands, the ufunc's results).
 
     `grad(a, b, y, g)` returns the cotangents of both operands; either operand may be a scalar.
     A `mirrored` comparison has no reversed form of its own: `s < x` is `x > s`, wired below.
@@ -147,7 +151,7 @@ def _define_binary(name, ufunc, mx_name, grad=None, commutative=False, mirrored=
             body["grad"] = staticmethod(rule)
         return type(f"Binary_{op_name}", (Op,), body)
 
-    array_op = make(name, mx_name, ufunc, array_infer, array_grad, {}, ("lhs", "rhs"))
+    array_op = make(name, mx_name, array_impl or ufunc, array_infer, array_grad, {}, ("lhs", "rhs"))
     scalar_op = make(name + "_scalar", mx_name + "_scalar", scalar_impl, scalar_infer,
                      scalar_grad, {"scalar": 1.0}, ("data",))
     if commutative:
@@ -220,8 +224,25 @@ def _pick_grad(take_a):
 add = _define_binary("add", _np.add, "_npi_add", lambda a, b, y, g: (g, g), commutative=True)
 subtract = _define_binary("subtract", _np.subtract, "_npi_subtract",
                           lambda a, b, y, g: (g, -g))
+_BOOL = _np.dtype(bool)
+_F32 = _np.dtype(_np.float32)
+
+
+def _multiply(a, b):
+    """NumPy's multiply; float32 times a bool mask of its shape (relu's gradient, g * (y > 0))
+    in one native pass where NumPy first casts the mask: 6 us instead of 30 for 256x256."""
+    if b.dtype is _BOOL and a.dtype is _F32:
+        fn = _native.function("multiply_mask_f32")
+        if fn is not None:
+            r = fn(a, b)
+            if r is not None:
+                return r
+    return _np.multiply(a, b)
+
+
 multiply = _define_binary("multiply", _np.multiply, "_npi_multiply",
-                          lambda a, b, y, g: (g * b, g * a), commutative=True)
+                          lambda a, b, y, g: (g * b, g * a), commutative=True,
+                          array_impl=_multiply)
 true_divide = _define_binary("true_divide", _np.true_divide, "_npi_true_divide",
                              lambda a, b, y, g: (g / b, -g * y / b), save_outputs=True)
 power = _define_binary("power", _np.power, "_npi_power", _power_grad, save_outputs=True)

@@ -13,7 +13,7 @@ from .. import autograd as _autograd
 from ..base import KilnError, ShapeError
 from ..ndarray import apply, assign, is_array
 from .registry import Aval, Op
-from . import _gemm
+from . import _gemm, _native
 from . import elementwise as _ew
 from . import linalg as _linalg
 from . import reduce as _reduce
@@ -603,6 +603,16 @@ def _row_max(rows):
     return m[:, None]
 
 
+def _native_ce(data, label, ct, axis):
+    """The loss (ct None) or its gradient from the kernel library, for float32 (rows, classes)
+    logits with the classes last and int64 labels; None otherwise (or without native code),
+    and NumPy computes. 6 us instead of 35 for 256 rows of 10 classes, each way."""
+    if data.ndim != 2 or axis not in (-1, 1):
+        return None
+    fn = _native.function("softmax_ce_f32")
+    return None if fn is None else fn(data, label, ct)
+
+
 def _ce_infer_index(data, label, axis, op):
     ax = axis % len(data.shape)
     expected = tuple(d for i, d in enumerate(data.shape) if i != ax)
@@ -629,6 +639,9 @@ class SoftmaxCrossEntropy(Op):
     inputs = ("data", "label")
 
     def impl(data, label, *, axis):
+        fast = _native_ce(data, label, None, axis)
+        if fast is not None:
+            return fast
         rows, idx, positions, _ = _ce_rows(data, label, axis)
         z = rows - _row_max(rows)
         lse = _np.log(_np.exp(z).sum(1))
@@ -657,6 +670,9 @@ class SoftmaxCrossEntropyBackward(Op):
     inputs = ("data", "label", "ct")
 
     def impl(data, label, ct, *, axis):
+        fast = _native_ce(data, label, ct, axis)
+        if fast is not None:
+            return fast
         rows, idx, positions, moved = _ce_rows(data, label, axis)
         p = rows - _row_max(rows)
         _np.exp(p, out=p)

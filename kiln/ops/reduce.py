@@ -17,8 +17,11 @@ import numpy as _np
 from ..base import ShapeError
 from ..ndarray import apply
 from .registry import Aval, Op
+from . import _native
 from . import elementwise as _ew
 from . import shape as _shape
+
+_F32 = _np.dtype(_np.float32)
 
 
 def norm_axis(axis, ndim: int | None = None):
@@ -96,6 +99,12 @@ class Sum(_Reduction):
     attrs = {"axis": None, "keepdims": False, "dtype": None}
 
     def impl(x, *, axis, keepdims, dtype):
+        if x.dtype is _F32 and dtype is None and not keepdims and axis is not None and \
+                len(axis) == 1:
+            fn = _native.function("sum_axis_f32")    # a bias gradient: 5 us instead of 12
+            out = None if fn is None else fn(x, axis[0])
+            if out is not None:
+                return out
         return _np.asarray(x).sum(axis=axis, keepdims=keepdims, dtype=dtype)
 
     def grad(inputs, outputs, cts, *, axis, keepdims, dtype):

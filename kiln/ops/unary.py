@@ -16,7 +16,10 @@ import numpy as _np
 
 from ..ndarray import apply
 from .registry import Aval, Op
+from . import _native
 from . import elementwise as _ew
+
+_F32 = _np.dtype(_np.float32)
 
 
 def _unary_infer(ufunc):
@@ -68,6 +71,11 @@ def _sigmoid(x):
 
 
 def _relu(x):
+    if x.dtype is _F32:       # one native pass: 5 us instead of 17 for 256x256
+        fn = _native.function("relu_f32")
+        out = None if fn is None else fn(x)
+        if out is not None:
+            return out
     return _np.maximum(x, 0, dtype=x.dtype) if x.dtype.kind != "b" else x.copy()
 
 

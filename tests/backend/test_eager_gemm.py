@@ -6,7 +6,7 @@ import numpy as onp
 import pytest
 
 from kiln import autograd, np, npx
-from kiln.ops import _gemm
+from kiln.ops import _gemm, _native
 
 pytestmark = pytest.mark.usefixtures("require_native")
 
@@ -16,7 +16,7 @@ def native():
     """The binding's matmul_f32 (the native path, asked to take every size)."""
     _gemm.use_native(None)
     assert _gemm.native_in_use()
-    fn = _gemm._NATIVE[0]
+    fn = _native.function("matmul_f32")
     yield lambda a, b, out=None: fn(a, b, out, 0.0)
     _gemm.use_native(None)
 
@@ -76,7 +76,7 @@ def test_declines_what_it_does_not_handle(native):
     assert native(big[:, :6], big[:6, :4], big[:, 4:]) is None              # out overlaps
     assert native(a, b, onp.zeros((8, 4), onp.float64)) is None             # out dtype
     assert native(a, b, onp.zeros((4, 8), onp.float32).T) is None           # out not C order
-    fn = _gemm._NATIVE[0]
+    fn = _native.function("matmul_f32")
     assert fn(a, b, None, 1e9) is None                                      # below min_work
 
 

@@ -15,6 +15,8 @@
  *       float32 arrays, in place (see optimizer_kernels.py).
  *   set_blas, blas_kind, set_num_threads, get_num_threads: kernel-library settings.
  *   matmul_f32: a 2-D float32 product through kiln_sgemm for eager code (kiln/ops/_gemm.py).
+ *   softmax_ce_f32, multiply_mask_f32, relu_f32, sum_axis_f32: other eager operators' loops
+ *       (kiln/ops/_native.py).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -633,6 +635,150 @@ static PyObject *py_matmul_f32(PyObject *self, PyObject *const *args, Py_ssize_t
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * other eager operators (kiln/ops/_native.py): each returns None for arrays it does not take,
+ * and the operator computes in NumPy
+ * ------------------------------------------------------------------------------------------- */
+
+/* An aligned, C-ordered array of `type` with native byte order, or NULL. */
+static PyArrayObject *c_array(PyObject *o, int type) {
+    if (!PyArray_Check(o)) return NULL;
+    PyArrayObject *a = (PyArrayObject *)o;
+    if (PyArray_TYPE(a) != type || !PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a) ||
+        !PyArray_ISNOTSWAPPED(a))
+        return NULL;
+    return a;
+}
+
+/* softmax_ce_f32(x, label, ct) with x (rows, classes) float32 and label (rows,) int64, both
+ * C-ordered: with ct None the per-row loss -log_softmax(x)[r, label[r]] as a (rows,) array;
+ * with ct a (rows,) float32 array the gradient (softmax(x) - one_hot(label)) * ct[r] as a
+ * (rows, classes) array. Labels are clipped into [0, classes), as pick's 'clip' mode does. The
+ * softmax is kiln_softmax_f32, threaded over the rows, as in a compiled graph. */
+static PyObject *py_softmax_ce_f32(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    if (n != 3) {
+        PyErr_SetString(PyExc_TypeError, "softmax_ce_f32(x, label, ct)");
+        return NULL;
+    }
+    PyArrayObject *x = c_array(args[0], NPY_FLOAT32), *label = c_array(args[1], NPY_INT64);
+    PyArrayObject *ct = args[2] == Py_None ? NULL : c_array(args[2], NPY_FLOAT32);
+    if (!x || !label || PyArray_NDIM(x) != 2 || (args[2] != Py_None && !ct)) Py_RETURN_NONE;
+    npy_intp rows = PyArray_DIM(x, 0), classes = PyArray_DIM(x, 1);
+    if (rows == 0 || classes == 0 || PyArray_SIZE(label) != rows ||
+        (ct && PyArray_SIZE(ct) != rows))
+        Py_RETURN_NONE;
+    npy_intp dims[2] = {rows, classes};
+    /* forward: the log-softmax goes to a scratch array, the loss to `out` */
+    PyArrayObject *p = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+    PyArrayObject *out = ct ? p : (PyArrayObject *)PyArray_SimpleNew(1, dims, NPY_FLOAT32);
+    if (!p || !out) {
+        Py_XDECREF(p);
+        if (out != p) Py_XDECREF(out);
+        return NULL;
+    }
+    const float *px = (const float *)PyArray_DATA(x);
+    const npy_int64 *lab = (const npy_int64 *)PyArray_DATA(label);
+    float *pp = (float *)PyArray_DATA(p), *po = (float *)PyArray_DATA(out);
+    const float *g = ct ? (const float *)PyArray_DATA(ct) : NULL;
+    Py_BEGIN_ALLOW_THREADS
+    kiln_softmax_f32(px, pp, (long)rows, (long)classes, 1, 1.0f, ct == NULL);
+    for (npy_intp r = 0; r < rows; r++) {
+        npy_int64 j = lab[r] < 0 ? 0 : (lab[r] >= classes ? classes - 1 : lab[r]);
+        float *row = pp + r * classes;
+        if (!ct) {
+            po[r] = -row[j];
+            continue;
+        }
+        row[j] -= 1.0f;
+        for (npy_intp k = 0; k < classes; k++) row[k] *= g[r];
+    }
+    Py_END_ALLOW_THREADS
+    if (!ct) Py_DECREF(p);
+    return (PyObject *)out;
+}
+
+/* multiply_mask_f32(a, mask) -> a * mask for a float32 array and a bool array of its shape,
+ * both C-ordered (relu's gradient, g * (y > 0)). NumPy casts the mask to float32 in buffered
+ * chunks first; this is one pass. The product keeps NumPy's semantics: NaN * False is NaN. */
+static PyObject *py_multiply_mask_f32(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    if (n != 2) {
+        PyErr_SetString(PyExc_TypeError, "multiply_mask_f32(a, mask)");
+        return NULL;
+    }
+    PyArrayObject *a = c_array(args[0], NPY_FLOAT32), *m = c_array(args[1], NPY_BOOL);
+    if (!a || !m || !PyArray_SAMESHAPE(a, m)) Py_RETURN_NONE;
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(PyArray_NDIM(a), PyArray_DIMS(a),
+                                                             NPY_FLOAT32);
+    if (!out) return NULL;
+    const float *pa = (const float *)PyArray_DATA(a);
+    const unsigned char *pm = (const unsigned char *)PyArray_DATA(m);
+    float *po = (float *)PyArray_DATA(out);
+    npy_intp size = PyArray_SIZE(a);
+    Py_BEGIN_ALLOW_THREADS
+    for (npy_intp i = 0; i < size; i++) po[i] = pa[i] * (float)(pm[i] != 0);
+    Py_END_ALLOW_THREADS
+    return (PyObject *)out;
+}
+
+/* relu_f32(x) -> max(x, 0) for a C-ordered float32 array, NumPy's maximum: NaN stays NaN and
+ * -0.0 becomes 0.0. */
+static PyObject *py_relu_f32(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    if (n != 1) {
+        PyErr_SetString(PyExc_TypeError, "relu_f32(x)");
+        return NULL;
+    }
+    PyArrayObject *x = c_array(args[0], NPY_FLOAT32);
+    if (!x) Py_RETURN_NONE;
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(PyArray_NDIM(x), PyArray_DIMS(x),
+                                                             NPY_FLOAT32);
+    if (!out) return NULL;
+    const float *px = (const float *)PyArray_DATA(x);
+    float *po = (float *)PyArray_DATA(out);
+    npy_intp size = PyArray_SIZE(x);
+    Py_BEGIN_ALLOW_THREADS
+    for (npy_intp i = 0; i < size; i++) {
+        float v = px[i];
+        po[i] = (v > 0.0f || v != v) ? v : 0.0f;
+    }
+    Py_END_ALLOW_THREADS
+    return (PyObject *)out;
+}
+
+/* sum_axis_f32(x, axis) -> x.sum(axis) for a C-ordered float32 array and an axis other than
+ * the last (a bias gradient sums a batch's rows): rows added in order, as NumPy adds them,
+ * through kiln_sum_axis_f32. None for the last axis, where NumPy's pairwise sum is the
+ * reference. */
+static PyObject *py_sum_axis_f32(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    if (n != 2) {
+        PyErr_SetString(PyExc_TypeError, "sum_axis_f32(x, axis)");
+        return NULL;
+    }
+    PyArrayObject *x = c_array(args[0], NPY_FLOAT32);
+    long axis = PyLong_AsLong(args[1]);
+    if (axis == -1 && PyErr_Occurred()) return NULL;
+    if (!x) Py_RETURN_NONE;
+    int nd = PyArray_NDIM(x);
+    if (axis < 0) axis += nd;
+    if (axis < 0 || axis >= nd - 1 || PyArray_SIZE(x) == 0) Py_RETURN_NONE;
+    npy_intp dims[MAX_NDIM], outer = 1, inner = 1;
+    if (nd > MAX_NDIM) Py_RETURN_NONE;
+    for (int d = 0, k = 0; d < nd; d++) {
+        if (d == axis) continue;
+        dims[k++] = PyArray_DIM(x, d);
+        if (d < axis) outer *= PyArray_DIM(x, d);
+        else inner *= PyArray_DIM(x, d);
+    }
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(nd - 1, dims, NPY_FLOAT32);
+    if (!out) return NULL;
+    const float *px = (const float *)PyArray_DATA(x);
+    float *po = (float *)PyArray_DATA(out);
+    long len = (long)PyArray_DIM(x, (int)axis);
+    Py_BEGIN_ALLOW_THREADS
+    kiln_sum_axis_f32(px, po, (long)outer, len, (long)inner, 0);
+    Py_END_ALLOW_THREADS
+    return (PyObject *)out;
+}
+
+/* ---------------------------------------------------------------------------------------------
  * settings
  * ------------------------------------------------------------------------------------------- */
 
@@ -698,6 +844,14 @@ static PyMethodDef methods[] = {
      "rescale, clip)"},
     {"matmul_f32", (PyCFunction)(void (*)(void))py_matmul_f32, METH_FASTCALL,
      "matmul_f32(a, b, out, min_work): a @ b for 2-D float32 in kiln_sgemm, or None"},
+    {"softmax_ce_f32", (PyCFunction)(void (*)(void))py_softmax_ce_f32, METH_FASTCALL,
+     "softmax_ce_f32(x, label, ct): softmax cross-entropy or its gradient, or None"},
+    {"multiply_mask_f32", (PyCFunction)(void (*)(void))py_multiply_mask_f32, METH_FASTCALL,
+     "multiply_mask_f32(a, mask): a * mask for float32 a and a bool mask, or None"},
+    {"relu_f32", (PyCFunction)(void (*)(void))py_relu_f32, METH_FASTCALL,
+     "relu_f32(x): max(x, 0) for float32 x, or None"},
+    {"sum_axis_f32", (PyCFunction)(void (*)(void))py_sum_axis_f32, METH_FASTCALL,
+     "sum_axis_f32(x, axis): x.sum(axis) for float32 x and an axis before the last, or None"},
     {"set_blas", py_set_blas, METH_VARARGS, "set_blas(kind, address)"},
     {"blas_kind", py_blas_kind, METH_NOARGS, "0 none, 1 cblas64, 2 cblas, 3 f77"},
     {"set_blas_threads", py_set_blas_threads, METH_VARARGS,
