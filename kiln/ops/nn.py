@@ -46,10 +46,7 @@ class FullyConnected(Op):
     def impl(x, w, b=None, *, num_hidden, no_bias, flatten):
         if flatten and x.ndim != 2:
             x = x.reshape(x.shape[0], -1)
-        y = _gemm.matmul(x, w.T)
-        if b is not None:
-            y += b
-        return y
+        return _gemm.matmul(x, w.T, bias=b)
 
     def infer(x, w, b=None, *, num_hidden, no_bias, flatten):
         in_units = _prod(x.shape[1:]) if flatten else x.shape[-1]

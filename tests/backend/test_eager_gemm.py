@@ -80,6 +80,31 @@ def test_declines_what_it_does_not_handle(native):
     assert fn(a, b, None, 1e9) is None                                      # below min_work
 
 
+def test_bias_starts_the_rows(native):
+    """matmul_f32's bias: the product accumulates onto rows that start as the bias."""
+    fn = _native.function("matmul_f32")
+    rng = onp.random.default_rng(5)
+    a = rng.standard_normal((70, 90)).astype(onp.float32)
+    w = rng.standard_normal((40, 90)).astype(onp.float32)
+    bias = rng.standard_normal(40).astype(onp.float32)
+    ref = a.astype(onp.float64) @ w.T.astype(onp.float64) + bias
+    got = fn(a, w.T, None, 0.0, bias)
+    onp.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-4)
+    out = onp.full((70, 40), onp.nan, onp.float32)
+    assert fn(a, w.T, out, 0.0, bias) is out
+    onp.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-4)
+    assert fn(a, w.T, None, 0.0, bias.astype(onp.float64)) is None         # bias dtype
+    assert fn(a, w.T, None, 0.0, bias[:39]) is None                        # bias length
+    assert fn(a, w.T, None, 0.0, onp.ones((70, 40), onp.float32)) is None  # not a vector
+    big = onp.zeros(70 * 40 + 40, onp.float32)
+    assert fn(a, w.T, big[40:].reshape(70, 40), 0.0, big[:40]) is not None  # apart: taken
+    assert fn(a, w.T, big[:2800].reshape(70, 40), 0.0, big[2760:]) is None  # out overlaps it
+    # what the binding declines, the front computes in NumPy
+    for b in (bias.astype(onp.float64), bias[::-1]):
+        onp.testing.assert_allclose(_gemm.matmul(a, w.T, bias=b), a @ w.T + b, rtol=1e-5,
+                                    atol=1e-4)
+
+
 @pytest.mark.parametrize("flag", [True, False])
 def test_matmul_front_matches_numpy_on_both_paths(flag):
     """_gemm.matmul (what the operators call) gives NumPy's results whichever path runs,

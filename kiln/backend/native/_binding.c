@@ -546,6 +546,16 @@ out:
  * matrix products for eager code (kiln/ops/_gemm.py)
  * ------------------------------------------------------------------------------------------- */
 
+/* An aligned, C-ordered array of `type` with native byte order, or NULL. */
+static PyArrayObject *c_array(PyObject *o, int type) {
+    if (!PyArray_Check(o)) return NULL;
+    PyArrayObject *a = (PyArrayObject *)o;
+    if (PyArray_TYPE(a) != type || !PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a) ||
+        !PyArray_ISNOTSWAPPED(a))
+        return NULL;
+    return a;
+}
+
 /* How a 2-D float32 array is read by a row-major GEMM: *trans = 0 with rows `ld` elements
  * apart (a C-ordered matrix, or rows of a larger one), or *trans = 1 when it is the transpose
  * of such a matrix (x.T of a C-ordered x). 0 when the strides fit neither. A dimension of
@@ -590,15 +600,18 @@ static int overlaps(PyArrayObject *a, PyArrayObject *b) {
     return alo < bhi && blo < ahi;
 }
 
-/* matmul_f32(a, b, out, min_work) -> out (a new C-ordered array when out is None), or None
+/* matmul_f32(a, b, out, min_work[, bias]) -> out (a new C-ordered array when out is None) or
+ * None. With `bias`, a C-ordered float32 vector of n elements, the result is a @ b + bias: the
+ * rows start as the bias and the product accumulates onto them (NumPy's `y += bias` after the
+ * product is a second, broadcasting pass over the result). Otherwise None
  * when this product is not one it handles: operands that are not 2-D aligned float32 matrices
  * read row- or column-wise, an empty product, m*n*k below `min_work`, or an `out` that is not a
  * C-ordered (m, n) float32 array apart from the operands. The caller then uses NumPy. The
  * product runs in kiln_sgemm (BLAS blocks or built-in kernels on kiln's pool) with the GIL
  * released. */
 static PyObject *py_matmul_f32(PyObject *self, PyObject *const *args, Py_ssize_t n) {
-    if (n != 4) {
-        PyErr_SetString(PyExc_TypeError, "matmul_f32(a, b, out, min_work)");
+    if (n != 4 && n != 5) {
+        PyErr_SetString(PyExc_TypeError, "matmul_f32(a, b, out, min_work[, bias])");
         return NULL;
     }
     PyObject *ao = args[0], *bo = args[1], *oo = args[2];
@@ -606,6 +619,11 @@ static PyObject *py_matmul_f32(PyObject *self, PyObject *const *args, Py_ssize_t
     PyArrayObject *a = (PyArrayObject *)ao, *b = (PyArrayObject *)bo;
     long m = (long)PyArray_DIM(a, 0), k = (long)PyArray_DIM(a, 1), n_ = (long)PyArray_DIM(b, 1);
     if (PyArray_DIM(b, 0) != k || m == 0 || n_ == 0 || k == 0) Py_RETURN_NONE;
+    PyArrayObject *bias = NULL;
+    if (n == 5 && args[4] != Py_None) {
+        bias = c_array(args[4], NPY_FLOAT32);
+        if (!bias || PyArray_NDIM(bias) != 1 || PyArray_DIM(bias, 0) != n_) Py_RETURN_NONE;
+    }
     double min_work = PyFloat_AsDouble(args[3]);
     if (min_work == -1.0 && PyErr_Occurred()) return NULL;
     if ((double)m * n_ * k < min_work) Py_RETURN_NONE;
@@ -621,15 +639,19 @@ static PyObject *py_matmul_f32(PyObject *self, PyObject *const *args, Py_ssize_t
         if (!gemm_operand(oo) || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)oo) ||
             !PyArray_ISWRITEABLE((PyArrayObject *)oo) ||
             PyArray_DIM((PyArrayObject *)oo, 0) != m || PyArray_DIM((PyArrayObject *)oo, 1) != n_ ||
-            overlaps((PyArrayObject *)oo, a) || overlaps((PyArrayObject *)oo, b))
+            overlaps((PyArrayObject *)oo, a) || overlaps((PyArrayObject *)oo, b) ||
+            (bias && overlaps((PyArrayObject *)oo, bias)))
             Py_RETURN_NONE;
         out = (PyArrayObject *)oo;
         Py_INCREF(out);
     }
     const float *pa = (const float *)PyArray_DATA(a), *pb = (const float *)PyArray_DATA(b);
     float *pc = (float *)PyArray_DATA(out);
+    const float *pbias = bias ? (const float *)PyArray_DATA(bias) : NULL;
     Py_BEGIN_ALLOW_THREADS
-    kiln_sgemm(ta, tb, m, n_, k, 1.0f, pa, lda, pb, ldb, 0.0f, pc, n_);
+    if (pbias)
+        for (long i = 0; i < m; i++) memcpy(pc + i * n_, pbias, (size_t)n_ * sizeof(float));
+    kiln_sgemm(ta, tb, m, n_, k, 1.0f, pa, lda, pb, ldb, pbias ? 1.0f : 0.0f, pc, n_);
     Py_END_ALLOW_THREADS
     return (PyObject *)out;
 }
@@ -638,16 +660,6 @@ static PyObject *py_matmul_f32(PyObject *self, PyObject *const *args, Py_ssize_t
  * other eager operators (kiln/ops/_native.py): each returns None for arrays it does not take,
  * and the operator computes in NumPy
  * ------------------------------------------------------------------------------------------- */
-
-/* An aligned, C-ordered array of `type` with native byte order, or NULL. */
-static PyArrayObject *c_array(PyObject *o, int type) {
-    if (!PyArray_Check(o)) return NULL;
-    PyArrayObject *a = (PyArrayObject *)o;
-    if (PyArray_TYPE(a) != type || !PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a) ||
-        !PyArray_ISNOTSWAPPED(a))
-        return NULL;
-    return a;
-}
 
 /* softmax_ce_f32(x, label, ct) with x (rows, classes) float32 and label (rows,) int64, both
  * C-ordered: with ct None the per-row loss -log_softmax(x)[r, label[r]] as a (rows,) array;
@@ -843,7 +855,7 @@ static PyMethodDef methods[] = {
      "adam_update_multi(weights, grads, means, vars, lrs, wds, beta1, beta2, epsilon, "
      "rescale, clip)"},
     {"matmul_f32", (PyCFunction)(void (*)(void))py_matmul_f32, METH_FASTCALL,
-     "matmul_f32(a, b, out, min_work): a @ b for 2-D float32 in kiln_sgemm, or None"},
+     "matmul_f32(a, b, out, min_work[, bias]): a @ b (+ bias) for 2-D float32, or None"},
     {"softmax_ce_f32", (PyCFunction)(void (*)(void))py_softmax_ce_f32, METH_FASTCALL,
      "softmax_ce_f32(x, label, ct): softmax cross-entropy or its gradient, or None"},
     {"multiply_mask_f32", (PyCFunction)(void (*)(void))py_multiply_mask_f32, METH_FASTCALL,
