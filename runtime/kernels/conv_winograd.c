@@ -47,11 +47,16 @@
 #endif
 
 /* register tiles: MR filters x 2 vectors of tiles (by blocks), 2 MR x 1 vector (by panels);
- * either holds 2 MR accumulators, which with the operands fit the register file */
+ * either holds 2 MR accumulators, which with the operands fit the register file. A layer whose
+ * filters do not fill whole panels of MR (2 MR) may take panels of MR_ALT (2 MR_ALT) instead
+ * (see choose_mr): 64 or 128 filters are 5 1/3 panels of 12 or 24, whose last panel computes
+ * 12.5% of the products on zero weights. */
 #if KK_VLEN >= 16
 #define MR 12
+#define MR_ALT 8
 #else
 #define MR 6
+#define MR_ALT 4
 #endif
 #define NB_WIDE (2 * KK_VLEN)
 #define NB_NARROW KK_VLEN
@@ -290,14 +295,16 @@ static inline __attribute__((always_inline)) void product_tile(int mr, int nv, c
         for (int i = 0; i < nv; i++) kk_store(m + (r * nv + i) * KK_VLEN, acc[r][i]);
 }
 
-static void products_wide(const float *u, const float *v, long c_n, float *m, const char *pf,
-                          long pf_lines) {
-    product_tile(MR, 2, u, v, c_n, m, pf, pf_lines);
+static void products_wide(long mr, const float *u, const float *v, long c_n, float *m,
+                          const char *pf, long pf_lines) {
+    if (mr == MR) product_tile(MR, 2, u, v, c_n, m, pf, pf_lines);
+    else product_tile(MR_ALT, 2, u, v, c_n, m, pf, pf_lines);
 }
 
-static void products_narrow(const float *u, const float *v, long c_n, float *m, const char *pf,
-                            long pf_lines) {
-    product_tile(2 * MR, 1, u, v, c_n, m, pf, pf_lines);
+static void products_narrow(long mr, const float *u, const float *v, long c_n, float *m,
+                            const char *pf, long pf_lines) {
+    if (mr == 2 * MR) product_tile(2 * MR, 1, u, v, c_n, m, pf, pf_lines);
+    else product_tile(2 * MR_ALT, 1, u, v, c_n, m, pf, pf_lines);
 }
 
 /* out[0:2 KK_VLEN] = a[0], b[0], a[1], b[1], ... */
@@ -460,8 +467,10 @@ static void panel_block(const wino_job *d, long f0, const float *u, long u_strid
         const char *pf = ahead ? ahead + b0 : NULL;
         long pf_lines = (b1 - b0) / 64;
         const float *ve = v + e * d->vplane;
-        if (nb == NB_WIDE) products_wide(u + e * u_stride, ve, c_n, m + e * mr * nb, pf, pf_lines);
-        else products_narrow(u + e * u_stride, ve, c_n, m + e * mr * nb, pf, pf_lines);
+        if (nb == NB_WIDE)
+            products_wide(mr, u + e * u_stride, ve, c_n, m + e * mr * nb, pf, pf_lines);
+        else
+            products_narrow(mr, u + e * u_stride, ve, c_n, m + e * mr * nb, pf, pf_lines);
     }
     for (long f = f0; f < KK_MIN(d->p->f, f0 + mr); f++)
         finish_filter(d, f, m + (f - f0) * nb, mr * nb, j0, j1);
@@ -556,6 +565,18 @@ static int choose_order(const kiln_conv2d *p, long ntiles) {
     return v_bytes <= 2.0 * 1024 * 1024 || (u_bytes > 1.5e6 && v_bytes < u_bytes);
 }
 
+/* Filters per panel: `big` or `alt`, whichever leaves the fewest rows of products on zero
+ * weights in the busiest thread. By panels each thread takes whole panels, so the count is
+ * the panels per thread, rounded up, times the panel's rows (128 filters on two threads: three
+ * panels of 24 each, 72 rows, or four of 16, 64 rows); by blocks every item runs every panel.
+ * Ties keep the bigger tile, which loads fewer operands per multiply-add. */
+static long choose_mr(long f, int by_panels, long big, long alt) {
+    long threads = by_panels ? kiln_get_num_threads() : 1;
+    long rows_big = ((f + big - 1) / big + threads - 1) / threads * big;
+    long rows_alt = ((f + alt - 1) / alt + threads - 1) / threads * alt;
+    return rows_alt < rows_big ? alt : big;
+}
+
 /* The order of work, the register tile and the items; scratch memory. Returns -1 without it. */
 static int plan(wino_job *d, const kiln_conv2d *p) {
     d->th = (p->oh + 1) / 2;
@@ -566,7 +587,8 @@ static int plan(wino_job *d, const kiln_conv2d *p) {
     long cols = KK_MAX((d->tw + KK_VLEN - 1) / KK_VLEN * KK_VLEN + 1, (p->w + p->pw) / 2 + 2);
     d->pitch = (cols + KK_VLEN - 1) / KK_VLEN * KK_VLEN;
     d->by_panels = choose_order(p, d->ntiles);
-    d->mr = d->by_panels ? 2 * MR : MR;
+    d->mr = d->by_panels ? choose_mr(p->f, 1, 2 * MR, 2 * MR_ALT)
+                         : choose_mr(p->f, 0, MR, MR_ALT);
     d->nb = d->by_panels ? NB_NARROW : NB_WIDE;
     d->blocks = (d->ntiles + d->nb - 1) / d->nb;
     d->panels = (p->f + d->mr - 1) / d->mr;

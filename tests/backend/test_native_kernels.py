@@ -313,11 +313,14 @@ def test_conv2d_propagates_nan_and_inf(lib):
 # Winograd F(2x2, 3x3) (conv_winograd.c) takes 3x3 stride-1 convolutions on maps of 25 tiles
 # and more with 2e7 multiply-adds or more. (n, c, h, w, f, pad): each exercises a part of it.
 WINOGRAD_CONVS = [
-    (1, 64, 56, 56, 64, 1),      # ResNet's 56x56 layer: by blocks, each item its own block's V
-    (1, 96, 40, 40, 96, 1),      # by blocks, the panels split (13 blocks), V of every block kept
+    (1, 64, 56, 56, 64, 1),      # ResNet's 56x56 layer: by blocks, each item its own block's V;
+    #                              panels of MR_ALT (8 x 8, not 6 x 12 with 8 rows of zeros)
+    (1, 96, 40, 40, 96, 1),      # by blocks, the panels split (13 blocks), V of every block kept;
+    #                              panels of MR (8 x 12)
     (1, 48, 61, 59, 45, 1),      # by blocks, odd sizes: half tiles; 45 filters: a short panel
-    (1, 128, 28, 28, 128, 1),    # ResNet's 28x28 layer: by panels (all of V in L2)
-    (1, 80, 27, 23, 45, 1),      # by panels, odd sizes
+    (1, 128, 28, 28, 128, 1),    # ResNet's 28x28 layer: by panels (all of V in L2); panels of
+    #                              16 on one or two threads, of 24 on three
+    (1, 80, 27, 23, 45, 1),      # by panels, odd sizes; panels of 24
     (1, 64, 25, 30, 60, 0),      # no padding: 23x28 outputs
     (1, 64, 22, 21, 64, 2),      # padding 2: 24x23 outputs, even and odd columns shifted
     (2, 64, 24, 26, 64, 1),      # a batch of two
@@ -366,7 +369,8 @@ def test_winograd_matches_the_definition(lib, geom, threads):
 @pytest.mark.parametrize("geom", [WINOGRAD_CONVS[1], WINOGRAD_CONVS[3], WINOGRAD_CONVS[7]])
 def test_winograd_results_do_not_depend_on_threads(lib, geom):
     """Each output is summed in one order whatever the split over threads (the by-blocks order
-    also changes its items with the thread count): the same bits on 1, 2 and 3 threads."""
+    also changes its items with the thread count, and the by-panels order its panel size): the
+    same bits on 1, 2 and 3 threads."""
     p, x, wt, ref = winograd_case(geom)
     assert lib.kiln_conv2d_init(ctypes.byref(p)) == 0
     outs = []
