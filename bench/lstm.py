@@ -6,8 +6,8 @@
 Sizes: input 128, hidden 256, sequence 35, batch 32, float32; one call is the layer's forward on
 a (35, 32, 128) input that needs a gradient, the sum of its output, and the backward (gradients
 of the input and the four parameters). kiln runs `gluon.rnn.LSTM` hybridized under
-`autograd.record()` (`--kiln-variants`: also on one thread, and with NumPy's default BLAS
-threads inside the layer);
+`autograd.record()` (`--kiln-variants`: also on one thread, and with the layer in NumPy, as
+where no C compiler exists);
 PyTorch runs `torch.nn.LSTM` eagerly, with its default threads and with one.
 
 Each framework runs in its own process (the peer's NumPy differs from kiln's); the driver
@@ -69,9 +69,10 @@ def torch_step(threads: int | None):
 
 def worker(kind: str) -> None:
     """Build the step, warm up, then time `calls` calls per line read ("run <calls>")."""
-    if kind == "kiln-blas":
-        os.environ["KILN_RNN_BLAS_THREADS"] = "0"
-    if kind == "kiln-1":
+    if kind == "kiln-numpy":            # the layer's NumPy implementation, hybridized in NumPy
+        os.environ["KILN_BACKEND"] = "numpy"
+    if kind == "kiln-1":                # the kernels' pool and the NumPy path's row split
+        os.environ["KILN_NUM_THREADS"] = "1"
         os.environ["KILN_RNN_THREADS"] = "1"
     step = kiln_step() if kind.startswith("kiln") else torch_step(
         1 if kind == "torch-1" else None)
@@ -104,9 +105,8 @@ def main() -> int:
     parser.add_argument("--torch-python", default=os.path.join(
         os.environ.get("KILN_PEERS", "/tmp/kiln-peers"), "tp", "bin", "python"))
     parser.add_argument("--kiln-variants", action="store_true",
-                        help="also time kiln on one thread (KILN_RNN_THREADS=1) and with "
-                             "NumPy's default BLAS threads in the layer "
-                             "(KILN_RNN_BLAS_THREADS=0)")
+                        help="also time kiln on one thread (KILN_NUM_THREADS=1) and with "
+                             "the layer in NumPy (KILN_BACKEND=numpy)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
@@ -117,7 +117,7 @@ def main() -> int:
     commands = {"kiln (hybridized)": [sys.executable, me, "--worker", "kiln"]}
     if args.kiln_variants:
         commands["kiln, one thread"] = [sys.executable, me, "--worker", "kiln-1"]
-        commands["kiln, default BLAS threads"] = [sys.executable, me, "--worker", "kiln-blas"]
+        commands["kiln, NumPy path"] = [sys.executable, me, "--worker", "kiln-numpy"]
     if os.path.exists(args.torch_python):
         commands["PyTorch eager"] = [args.torch_python, me, "--worker", "torch"]
         commands["PyTorch eager, 1 thread"] = [args.torch_python, me, "--worker", "torch-1"]
