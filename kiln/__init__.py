@@ -9,17 +9,21 @@ blocks; call `hybridize()` and the same code is traced into a graph, optimised, 
 
 from __future__ import annotations
 
-from . import autograd, base, ops
-from . import ndarray
-from . import numpy as np
-from . import numpy_extension as npx
-from . import symbol, viz
-from .base import KilnError
-from .ndarray import Device, cpu, current_device
-from .jit import jit
-from . import init, optimizer, metric, utils
-from .optimizer import lr_scheduler
-from . import gluon
+from ._malloc import tune_malloc as _tune_malloc
+
+_tune_malloc()
+
+from . import autograd, base, ops  # noqa: E402
+from . import ndarray  # noqa: E402
+from . import numpy as np  # noqa: E402
+from . import numpy_extension as npx  # noqa: E402
+from . import symbol, viz  # noqa: E402
+from .base import KilnError  # noqa: E402
+from .ndarray import Device, cpu, current_device  # noqa: E402
+from .jit import jit  # noqa: E402
+from . import init, optimizer, metric, utils  # noqa: E402
+from .optimizer import lr_scheduler  # noqa: E402
+from . import gluon  # noqa: E402
 
 nd = ndarray
 sym = symbol
