@@ -3,14 +3,15 @@
 When native code is in use in this process (a C compiler exists and `KILN_BACKEND` is not
 `numpy`), a few operators' NumPy implementations hand their common case to the binding
 (`kiln/backend/native/_binding.c`): 2-D float32 products (`_gemm.py`), softmax cross-entropy
-and its gradient, relu, a float32 array times a bool mask (relu's gradient), and sums over a
-leading axis (bias gradients). Each binding function returns None for arrays it does not
+and its gradient, relu and sigmoid, a float32 array times a bool mask (relu's gradient), sums
+over a leading axis (bias gradients), and 1-D and 2-D convolution and pooling with their
+gradients (`conv.py`, `pooling.py`). Each binding function returns None for arrays it does not
 take, and the operator then computes in NumPy, which stays the reference.
 
 Why: in an eager training step most arrays are a batch's activations (256x256 floats for
 bench W2), and NumPy's loops for these are two to five times slower than one C pass (a mask
-is cast to float32 in chunks first; a relu compares and selects in two passes). The products
-were already native; these loops were a tenth of the step's time.
+is cast to float32 in chunks first; a relu compares and selects in two passes). For a
+convolutional net the NumPy engine's im2col and window loops were most of an eager step.
 
 `function(name)` is the binding's function, or None when native code is not in use;
 `use_native(False)` switches them all off (tests compare both paths).

@@ -25,6 +25,7 @@ import numpy as _np
 from ..base import KilnError, ShapeError
 from ..ndarray import apply
 from .registry import Aval, Op
+from . import _native
 from . import elementwise as _ew
 from .conv import _LAYOUTS, check_layout, spatial_tuple
 
@@ -245,6 +246,32 @@ def _geometry_of(x_shape, kernel, stride, pad, global_pool, pooling_convention):
                          pooling_convention)
 
 
+_F32 = _np.dtype(_np.float32)
+_NATIVE_TYPES = {"max": 0, "avg": 1, "sum": 2}     # enum kiln_pool
+
+
+def _native_pool(x, k, s, p, out, pool_type, count_include_pad, g=None, y=None):
+    """1-D or 2-D float32 pooling (g None) or its gradient in the kernel library
+    (kiln_pool2d_f32 and its backward), or None where it does not apply. Eagerly the NumPy
+    loops over the window's offsets took 7 of 44 ms of a LeNet training step at batch 256."""
+    nd = len(k)
+    if nd not in (1, 2) or x.dtype is not _F32 or (g is not None and g.dtype is not _F32):
+        return None
+    fn = _native.function("pool2d_f32")
+    if fn is None:
+        return None
+    lead = (1,) * (2 - nd)                   # 1-D as 2-D pooling of one row
+    spatial = lead + tuple(x.shape[2:])
+    geometry = (x.shape[0], x.shape[1], *spatial, *(lead + tuple(k)), *(lead + tuple(s)),
+                *((0,) * (2 - nd) + tuple(p)), *(lead + tuple(out)))
+    r = fn(geometry, _NATIVE_TYPES[pool_type], int(bool(count_include_pad)),
+           _np.ascontiguousarray(x), None if g is None else _np.ascontiguousarray(g),
+           None if y is None else _np.ascontiguousarray(y))
+    if r is None or nd == 2:
+        return r
+    return r.reshape(r.shape[:2] + r.shape[3:])
+
+
 class Pooling(Op):
     """Max, average or sum pooling over windows of `kernel` (see the module docstring)."""
 
@@ -260,6 +287,9 @@ class Pooling(Op):
                       count_include_pad=count_include_pad, layout=layout)
         k, s, p, out = _geometry_of(x.shape, kernel, stride, pad, global_pool,
                                     pooling_convention)
+        y = _native_pool(x, k, s, p, out, pool_type, count_include_pad)
+        if y is not None:
+            return y
         return _pool_forward(x, k, s, p, out, pool_type, count_include_pad)
 
     def infer(x, *, kernel, pool_type, global_pool, stride, pad, pooling_convention,
@@ -305,6 +335,9 @@ class PoolingBackward(Op):
              count_include_pad, layout):
         k, s, p, out = _geometry_of(x.shape, kernel, stride, pad, global_pool,
                                     pooling_convention)
+        dx = _native_pool(x, k, s, p, out, pool_type, count_include_pad, g, y)
+        if dx is not None:
+            return dx
         return _pool_backward(g, x, y, k, s, p, out, pool_type, count_include_pad)
 
     def infer(g, x, y, **attrs):

@@ -63,7 +63,15 @@ def _define_unary(name, ufunc, mx_name, grad=None, save_outputs=False, doc="", i
     return fn
 
 
+_ACT_SIGMOID = 2      # enum kiln_act
+
+
 def _sigmoid(x):
+    if x.dtype is _F32:       # one native pass where NumPy makes four
+        fn = _native.function("act_f32")
+        out = None if fn is None else fn(x, _ACT_SIGMOID)
+        if out is not None:
+            return out
     # exp(-x) overflows to inf for very negative x, which gives the right limit 0: silence it.
     with _np.errstate(over="ignore"):
         out = 1.0 / (1.0 + _np.exp(-x))

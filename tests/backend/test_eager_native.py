@@ -152,3 +152,157 @@ def test_operators_fall_back_for_other_layouts():
                                 xd.sum(axis=1, keepdims=True), rtol=1e-6)
     mask = xd > 0
     onp.testing.assert_array_equal((x * np.array(mask)).asnumpy(), xd * mask)
+
+
+# ----------------------------------------------------------------------------------------------
+# convolution, pooling and sigmoid: the kernel library's loops against the NumPy engine
+# ----------------------------------------------------------------------------------------------
+
+def _both_paths(compute, loops):
+    """compute() with the native loops, then without: two lists of NumPy arrays. Each binding
+    function in `loops` must have computed (not declined) at least that many results on the
+    native run: the forward and each gradient."""
+    results = []
+    taken = dict.fromkeys(loops, 0)
+    for flag in (None, False):
+        _native.use_native(flag)
+        for name in loops if flag is None else ():
+            def counted(*args, _fn=_native.function(name), _name=name):
+                out = _fn(*args)
+                taken[_name] += out is not None
+                return out
+            _native._FUNCTIONS[name] = counted
+        try:
+            results.append([a.asnumpy() for a in compute()])
+        finally:
+            _native.use_native(None)
+    assert all(taken[name] >= count for name, count in loops.items()), taken
+    return results
+
+
+def _close(native, reference, tol=2e-5):
+    for got, ref in zip(native, reference):
+        assert got.shape == ref.shape and got.dtype == ref.dtype
+        onp.testing.assert_allclose(got, ref, rtol=tol, atol=tol * max(1.0, onp.abs(ref).max()))
+
+
+# (data shape, weight shape, stride, pad, dilate, groups)
+CONVS = [
+    ((2, 3, 12, 11), (4, 3, 3, 3), (1, 1), (1, 1), (1, 1), 1),
+    ((2, 4, 13, 12), (6, 2, 3, 2), (2, 1), (0, 1), (1, 2), 2),     # groups, mixed geometry
+    ((1, 6, 9, 9), (6, 1, 3, 3), (1, 1), (1, 1), (1, 1), 6),       # depthwise
+    ((3, 5, 8, 7), (7, 5, 1, 1), (2, 2), (0, 0), (1, 1), 1),       # 1x1 stride 2
+    ((2, 3, 15), (4, 3, 4), (2,), (1,), (1,), 1),                  # 1-D
+    ((2, 1, 28, 28), (6, 1, 5, 5), (1, 1), (2, 2), (1, 1), 1),     # LeNet's first layer
+]
+
+
+@pytest.mark.parametrize("xs,ws,stride,pad,dilate,groups", CONVS)
+def test_convolution_and_its_gradients_match_the_numpy_engine(xs, ws, stride, pad, dilate,
+                                                                groups):
+    rng = onp.random.default_rng(len(xs) * 10 + ws[0])
+    xd = rng.standard_normal(xs).astype(onp.float32)
+    wd = rng.standard_normal(ws).astype(onp.float32)
+    bd = rng.standard_normal(ws[0]).astype(onp.float32)
+
+    def compute():
+        x, w, b = np.array(xd), np.array(wd), np.array(bd)
+        for a in (x, w, b):
+            a.attach_grad()
+        with autograd.record():
+            y = npx.convolution(x, w, b, kernel=ws[2:], stride=stride, pad=pad, dilate=dilate,
+                                num_filter=ws[0], num_group=groups)
+            loss = (y * y).sum()
+        loss.backward()
+        return [y, x.grad, w.grad, b.grad]
+
+    native, reference = _both_paths(compute, {"conv2d_f32": 3})
+    _close(native, reference)
+
+
+def test_deconvolution_with_adj_and_bias_matches_the_numpy_engine():
+    rng = onp.random.default_rng(11)
+    xd = rng.standard_normal((2, 4, 5, 6)).astype(onp.float32)
+    wd = rng.standard_normal((4, 3, 3, 3)).astype(onp.float32)
+    bd = rng.standard_normal(3).astype(onp.float32)
+
+    def compute():
+        x, w = np.array(xd), np.array(wd)
+        x.attach_grad()
+        w.attach_grad()
+        with autograd.record():
+            y = npx.deconvolution(x, w, np.array(bd), kernel=(3, 3), stride=(2, 2), pad=(1, 1),
+                                  adj=(1, 0), num_filter=3, no_bias=False)
+            loss = (y * y).sum()
+        loss.backward()
+        return [y, x.grad, w.grad]
+
+    native, reference = _both_paths(compute, {"conv2d_f32": 3})
+    assert native[0].shape == (2, 3, 10, 11)
+    _close(native, reference)
+
+
+POOLS = [
+    ((2, 3, 9, 10), dict(kernel=(3, 3), stride=(2, 2), pad=(1, 1), pool_type="max")),
+    ((2, 3, 9, 10), dict(kernel=(2, 2), stride=(2, 2), pool_type="avg")),
+    ((2, 3, 9, 10), dict(kernel=(3, 2), stride=(2, 1), pad=(1, 1), pool_type="avg",
+                         count_include_pad=False)),
+    ((2, 3, 9, 10), dict(kernel=(3, 3), stride=(2, 2), pool_type="sum",
+                         pooling_convention="full")),
+    ((2, 3, 7, 5), dict(global_pool=True, pool_type="max")),
+    ((2, 3, 11), dict(kernel=(3,), stride=(2,), pad=(1,), pool_type="max")),      # 1-D
+]
+
+
+@pytest.mark.parametrize("shape,kw", POOLS)
+def test_pooling_and_its_gradient_match_the_numpy_engine(shape, kw):
+    rng = onp.random.default_rng(len(shape))
+    xd = rng.standard_normal(shape).astype(onp.float32)
+    flat = xd.reshape(-1)
+    flat[1::7] = flat[0:-1:7][:len(flat[1::7])]         # ties: the first maximum takes it
+
+    def compute():
+        x = np.array(xd)
+        x.attach_grad()
+        with autograd.record():
+            y = npx.pooling(x, **kw)
+            loss = (y * np.array(onp.arange(y.size, dtype=onp.float32).reshape(y.shape))).sum()
+        loss.backward()
+        return [y, x.grad]
+
+    native, reference = _both_paths(compute, {"pool2d_f32": 2})
+    _close(native, reference, tol=1e-6)
+
+
+def test_sigmoid_matches_numpy():
+    x = onp.concatenate([onp.linspace(-100, 100, 4001), [0.0, onp.inf, -onp.inf]]) \
+        .astype(onp.float32)
+    native, reference = _both_paths(lambda: [npx.sigmoid(np.array(x))], {"act_f32": 1})
+    onp.testing.assert_allclose(native[0], reference[0], rtol=2e-6, atol=1e-7)
+    exact = 1.0 / (1.0 + onp.exp(-x.astype(onp.float64)))
+    onp.testing.assert_allclose(native[0], exact, rtol=2e-6, atol=1e-7)
+    assert onp.isnan(npx.sigmoid(np.array(onp.array([onp.nan], onp.float32))).asnumpy()).all()
+
+
+def test_conv_and_pool_decline_what_they_do_not_take(fn):
+    conv, pool = fn("conv2d_f32"), fn("pool2d_f32")
+    x = onp.ones((1, 2, 5, 5), onp.float32)
+    w = onp.ones((3, 2, 3, 3), onp.float32)
+    good = (1, 2, 5, 5, 3, 3, 3, 1, 1, 0, 0, 1, 1, 1, 3, 3)
+    assert conv(0, good, x, w, None).shape == (1, 3, 3, 3)
+    wrong_out = good[:14] + (4, 3)                       # not the size the geometry gives
+    assert conv(0, wrong_out, x, w, None) is None
+    assert conv(0, good, x.astype(onp.float64), w, None) is None
+    assert conv(0, good, x[:, :1], w, None) is None      # fewer elements than the geometry
+    assert conv(0, good, x, w, onp.ones(2, onp.float32)) is None     # bias length
+    assert conv(3, good, x, w, None) is None             # no such mode
+    assert conv(0, good[:15], x, w, None) is None        # a field short
+    assert conv(1, good, onp.ones((1, 3, 3, 3), onp.float32), w, None).shape == x.shape
+    assert conv(2, good, x, onp.ones((1, 3, 3, 3), onp.float32), None).shape == w.shape
+    geometry = (1, 2, 5, 5, 2, 2, 2, 2, 0, 0, 2, 2)
+    assert pool(geometry, 0, 1, x, None, None).shape == (1, 2, 2, 2)
+    assert pool(geometry, 3, 1, x, None, None) is None                  # no such type
+    assert pool(geometry[:11], 0, 1, x, None, None) is None
+    y = onp.ones((1, 2, 2, 2), onp.float32)
+    assert pool(geometry, 0, 1, x, y, y).shape == x.shape
+    assert pool(geometry, 0, 1, x, y[:, :1], y) is None                 # dy's size

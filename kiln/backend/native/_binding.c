@@ -15,8 +15,8 @@
  *       float32 arrays, in place (see optimizer_kernels.py).
  *   set_blas, blas_kind, set_num_threads, get_num_threads: kernel-library settings.
  *   matmul_f32: a 2-D float32 product through kiln_sgemm for eager code (kiln/ops/_gemm.py).
- *   softmax_ce_f32, multiply_mask_f32, relu_f32, sum_axis_f32: other eager operators' loops
- *       (kiln/ops/_native.py).
+ *   softmax_ce_f32, multiply_mask_f32, relu_f32, act_f32, sum_axis_f32, conv2d_f32, pool2d_f32:
+ *       other eager operators' loops (kiln/ops/_native.py).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -755,6 +755,30 @@ static PyObject *py_relu_f32(PyObject *self, PyObject *const *args, Py_ssize_t n
     return (PyObject *)out;
 }
 
+/* act_f32(x, act) -> act(x) for a C-ordered float32 array and an enum kiln_act other than
+ * relu (relu_f32 keeps NumPy's sign of zero), through the threaded kiln_act_f32: sigmoid in
+ * one pass, where NumPy takes four (negate, exp, add, divide). */
+static PyObject *py_act_f32(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    if (n != 2) {
+        PyErr_SetString(PyExc_TypeError, "act_f32(x, act)");
+        return NULL;
+    }
+    long act = PyLong_AsLong(args[1]);
+    if (act == -1 && PyErr_Occurred()) return NULL;
+    PyArrayObject *x = c_array(args[0], NPY_FLOAT32);
+    if (!x || act <= KILN_ACT_RELU || act > KILN_ACT_SOFTSIGN) Py_RETURN_NONE;
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(PyArray_NDIM(x), PyArray_DIMS(x),
+                                                             NPY_FLOAT32);
+    if (!out) return NULL;
+    const float *px = (const float *)PyArray_DATA(x);
+    float *po = (float *)PyArray_DATA(out);
+    long size = (long)PyArray_SIZE(x);
+    Py_BEGIN_ALLOW_THREADS
+    kiln_act_f32(px, po, size, (int)act);
+    Py_END_ALLOW_THREADS
+    return (PyObject *)out;
+}
+
 /* sum_axis_f32(x, axis) -> x.sum(axis) for a C-ordered float32 array and an axis other than
  * the last (a bias gradient sums a batch's rows): rows added in order, as NumPy adds them,
  * through kiln_sum_axis_f32. None for the last axis, where NumPy's pairwise sum is the
@@ -786,6 +810,103 @@ static PyObject *py_sum_axis_f32(PyObject *self, PyObject *const *args, Py_ssize
     long len = (long)PyArray_DIM(x, (int)axis);
     Py_BEGIN_ALLOW_THREADS
     kiln_sum_axis_f32(px, po, (long)outer, len, (long)inner, 0);
+    Py_END_ALLOW_THREADS
+    return (PyObject *)out;
+}
+
+/* `count` longs from a tuple into `out`; 0 when it is not such a tuple. */
+static int long_fields(PyObject *t, long *out, Py_ssize_t count) {
+    if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != count) return 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        out[i] = PyLong_AsLong(PyTuple_GET_ITEM(t, i));
+        if (out[i] == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* A C-ordered float32 array of exactly `size` elements, or NULL. */
+static const float *f32_of_size(PyObject *o, npy_intp size) {
+    PyArrayObject *a = c_array(o, NPY_FLOAT32);
+    return a && PyArray_SIZE(a) == size ? (const float *)PyArray_DATA(a) : NULL;
+}
+
+/* conv2d_f32(mode, geometry, a, b, bias) for a 2-D convolution whose kiln_conv2d fields
+ * (n, c, h, w, f, kh, kw, sh, sw, ph, pw, dh, dw, groups, oh, ow) are `geometry`:
+ *   mode 0: the convolution of x = a by w = b, plus bias (f floats) unless it is None,
+ *           as a new (n, f, oh, ow) array;
+ *   mode 1: its input gradient from dy = a and w = b, as a new (n, c, h, w) array;
+ *   mode 2: its weight gradient from x = a and dy = b, as a new (f, c / groups, kh, kw) array.
+ * None when the geometry is not one kiln_conv2d_init gives (oh, ow included) or an array is not
+ * C-ordered float32 of its size: the operator then computes in NumPy. */
+static PyObject *py_conv2d_f32(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    if (n != 5) {
+        PyErr_SetString(PyExc_TypeError, "conv2d_f32(mode, geometry, a, b, bias)");
+        return NULL;
+    }
+    long mode = PyLong_AsLong(args[0]), g[16];
+    if (mode == -1 && PyErr_Occurred()) return NULL;
+    if (mode < 0 || mode > 2 || !long_fields(args[1], g, 16)) Py_RETURN_NONE;
+    kiln_conv2d p = {g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11],
+                     g[12], g[13], 0, 0};
+    for (int i = 0; i < 14; i++)
+        if (g[i] < (i == 9 || i == 10 ? 0 : 1)) Py_RETURN_NONE;     /* pads may be 0 */
+    if (p.c % p.groups || p.f % p.groups || kiln_conv2d_init(&p) != 0 || p.oh != g[14] ||
+        p.ow != g[15])
+        Py_RETURN_NONE;
+    npy_intp xs = p.n * p.c * p.h * p.w, ys = p.n * p.f * p.oh * p.ow;
+    npy_intp ws = p.f * (p.c / p.groups) * p.kh * p.kw;
+    const float *a = f32_of_size(args[2], mode == 1 ? ys : xs);
+    const float *b = f32_of_size(args[3], mode == 2 ? ys : ws);
+    const float *bias = NULL;
+    if (mode == 0 && args[4] != Py_None && !(bias = f32_of_size(args[4], p.f))) Py_RETURN_NONE;
+    if (!a || !b) Py_RETURN_NONE;
+    npy_intp dims[3][4] = {{p.n, p.f, p.oh, p.ow}, {p.n, p.c, p.h, p.w},
+                           {p.f, p.c / p.groups, p.kh, p.kw}};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(4, dims[mode], NPY_FLOAT32);
+    if (!out) return NULL;
+    float *o = (float *)PyArray_DATA(out);
+    Py_BEGIN_ALLOW_THREADS
+    if (mode == 0) kiln_conv2d_f32(&p, a, b, NULL, bias, NULL, o, KILN_ACT_NONE);
+    else if (mode == 1) kiln_conv2d_backward_data_f32(&p, a, b, o);
+    else kiln_conv2d_backward_weight_f32(&p, a, b, o);
+    Py_END_ALLOW_THREADS
+    return (PyObject *)out;
+}
+
+/* pool2d_f32(geometry, type, count_include_pad, x, dy, y) for kiln_pool2d fields (n, c, h, w,
+ * kh, kw, sh, sw, ph, pw, oh, ow): with dy None the pooling of x as a new (n, c, oh, ow)
+ * array; else its input gradient from dy, x and the forward's output y, as a new (n, c, h, w)
+ * array. None for arrays that are not C-ordered float32 of their sizes. */
+static PyObject *py_pool2d_f32(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    if (n != 6) {
+        PyErr_SetString(PyExc_TypeError, "pool2d_f32(geometry, type, count_include_pad, x, dy, y)");
+        return NULL;
+    }
+    long g[12];
+    long type = PyLong_AsLong(args[1]), cip = PyLong_AsLong(args[2]);
+    if ((type == -1 || cip == -1) && PyErr_Occurred()) return NULL;
+    if (type < KILN_POOL_MAX || type > KILN_POOL_SUM || !long_fields(args[0], g, 12))
+        Py_RETURN_NONE;
+    for (int i = 0; i < 12; i++)
+        if (g[i] < (i == 8 || i == 9 ? 0 : 1)) Py_RETURN_NONE;     /* pads may be 0 */
+    kiln_pool2d p = {g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11],
+                     (int)type, cip != 0};
+    npy_intp xs = p.n * p.c * p.h * p.w, ys = p.n * p.c * p.oh * p.ow;
+    const float *x = f32_of_size(args[3], xs);
+    int backward = args[4] != Py_None;
+    const float *dy = backward ? f32_of_size(args[4], ys) : NULL;
+    const float *y = backward ? f32_of_size(args[5], ys) : NULL;
+    if (!x || (backward && (!dy || !y))) Py_RETURN_NONE;
+    npy_intp dims[4] = {p.n, p.c, backward ? p.h : p.oh, backward ? p.w : p.ow};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(4, dims, NPY_FLOAT32);
+    if (!out) return NULL;
+    float *o = (float *)PyArray_DATA(out);
+    Py_BEGIN_ALLOW_THREADS
+    if (backward) kiln_pool2d_backward_f32(&p, dy, x, y, o);
+    else kiln_pool2d_f32(&p, x, o);
     Py_END_ALLOW_THREADS
     return (PyObject *)out;
 }
@@ -862,8 +983,14 @@ static PyMethodDef methods[] = {
      "multiply_mask_f32(a, mask): a * mask for float32 a and a bool mask, or None"},
     {"relu_f32", (PyCFunction)(void (*)(void))py_relu_f32, METH_FASTCALL,
      "relu_f32(x): max(x, 0) for float32 x, or None"},
+    {"act_f32", (PyCFunction)(void (*)(void))py_act_f32, METH_FASTCALL,
+     "act_f32(x, act): an activation (enum kiln_act, not relu) of float32 x, or None"},
     {"sum_axis_f32", (PyCFunction)(void (*)(void))py_sum_axis_f32, METH_FASTCALL,
      "sum_axis_f32(x, axis): x.sum(axis) for float32 x and an axis before the last, or None"},
+    {"conv2d_f32", (PyCFunction)(void (*)(void))py_conv2d_f32, METH_FASTCALL,
+     "conv2d_f32(mode, geometry, a, b, bias): a 2-D convolution or a gradient, or None"},
+    {"pool2d_f32", (PyCFunction)(void (*)(void))py_pool2d_f32, METH_FASTCALL,
+     "pool2d_f32(geometry, type, count_include_pad, x, dy, y): pooling or its gradient"},
     {"set_blas", py_set_blas, METH_VARARGS, "set_blas(kind, address)"},
     {"blas_kind", py_blas_kind, METH_NOARGS, "0 none, 1 cblas64, 2 cblas, 3 f77"},
     {"set_blas_threads", py_set_blas_threads, METH_VARARGS,
