@@ -108,7 +108,8 @@ def _build(tc: Toolchain, src: Path, blas_choice: str) -> Runtime:
     kernels_key = digest("kernels", tc.identity, *[f.name + "\n" + f.read_text() for f in files])
     binding_src = _HERE / "_binding.c"
     np_include = _np.get_include()
-    binding_key = digest("binding", kernels_key, binding_src.read_text(), sys.version,
+    binding_text = binding_src.read_text() + (_HERE / "_binding_eager.c").read_text()
+    binding_key = digest("binding", kernels_key, binding_text, sys.version,
                          sysconfig.get_config_var("EXT_SUFFIX") or "", _np.__version__,
                          np_include)
     py_include = sysconfig.get_paths()["include"]
