@@ -2,8 +2,8 @@
 
 When native code is in use in this process (a C compiler exists and `KILN_BACKEND` is not
 `numpy`), a few operators' NumPy implementations hand their common case to the binding
-(`kiln/backend/native/_binding_eager.c`): 2-D float32 products (`_gemm.py`), softmax cross-
-entropy and its gradient, relu and sigmoid, a float32 array times a bool mask (relu's
+(`kiln/backend/native/_binding_eager.c`): 2-D float32 products (`_gemm.py`), softmax
+cross-entropy and its gradient, relu and sigmoid, a float32 array times a bool mask (relu's
 gradient), sums over a leading axis (bias gradients), and 1-D and 2-D convolution and pooling
 with their gradients (`conv.py`, `pooling.py`). Each binding function returns None for arrays
 it does not take, and the operator then computes in NumPy, which stays the reference.
