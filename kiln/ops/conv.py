@@ -161,7 +161,8 @@ def _native_conv(mode: int, a, b, bias, data_shape, num_filter, out_spatial, ker
         lead + tuple(out_spatial)
     geometry = (data_shape[0], data_shape[1], *spatial, num_filter, *k, *s,
                 *((0,) * (2 - nd) + tuple(pad)), *d, groups, *o)
-    out = fn(mode, geometry, _np.ascontiguousarray(a), _np.ascontiguousarray(b), bias)
+    out = fn(mode, geometry, _np.ascontiguousarray(a), _np.ascontiguousarray(b),
+             None if bias is None else _np.ascontiguousarray(bias))
     if out is None or nd == 2:
         return out
     return out.reshape(out.shape[:2] + out.shape[3:])     # drop the row axis again
