@@ -13,7 +13,8 @@ bench W2), and NumPy's loops for these are two to five times slower than one C p
 is cast to float32 in chunks first; a relu compares and selects in two passes). For a
 convolutional net the NumPy engine's im2col and window loops were most of an eager step.
 
-`function(name)` is the binding's function, or None when native code is not in use;
+`call(name, *args)` runs the binding's function and returns its result, or None when native
+code is not in use or the function declines; `function(name)` is the function itself;
 `use_native(False)` switches them all off (tests compare both paths).
 """
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-__all__ = ["function", "use_native"]
+__all__ = ["function", "call", "use_native"]
 
 # name -> the binding's function or None, filled on first use of each name
 _FUNCTIONS: dict = {}
@@ -54,6 +55,13 @@ def function(name: str) -> Callable | None:
         binding = _binding()
         fn = _FUNCTIONS[name] = None if binding is None else getattr(binding, name, None)
         return fn
+
+
+def call(name: str, *args):
+    """The binding's function `name` on `args`: its result, or None when native code is not
+    in use here or the function declines these arguments (the caller then uses NumPy)."""
+    fn = function(name)
+    return None if fn is None else fn(*args)
 
 
 def use_native(flag: bool | None) -> None:

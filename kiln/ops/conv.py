@@ -141,6 +141,12 @@ def _check_spatial(op, x, kernel, stride, dilate, pad):
 _F32 = _np.dtype(_np.float32)
 
 
+def as_2d(values, fill: int) -> tuple:
+    """A 1-D geometry as the 2-D one of a single row: `fill` (1 for sizes, 0 for padding)
+    before a lone value."""
+    return (fill,) * (2 - len(values)) + tuple(values)
+
+
 def _native_conv(mode: int, a, b, bias, data_shape, num_filter, out_spatial, kernel, stride,
                  dilate, pad, groups):
     """The convolution (mode 0), its data gradient (1) or weight gradient (2) in the kernel
@@ -150,19 +156,14 @@ def _native_conv(mode: int, a, b, bias, data_shape, num_filter, out_spatial, ker
     (im2col, a BLAS product, col2im) took 25 of 44 ms of a LeNet training step at batch 256."""
     nd = len(kernel)
     if nd not in (1, 2) or a.dtype is not _F32 or b.dtype is not _F32 or \
-            (bias is not None and bias.dtype is not _F32):
-        return None
-    fn = _native.function("conv2d_f32")
-    if fn is None:
-        return None
-    lead = (1,) * (2 - nd)                  # 1-D as a 2-D convolution of one row
-    spatial = lead + tuple(data_shape[2:])
-    k, s, d, o = lead + tuple(kernel), lead + tuple(stride), lead + tuple(dilate), \
-        lead + tuple(out_spatial)
-    geometry = (data_shape[0], data_shape[1], *spatial, num_filter, *k, *s,
-                *((0,) * (2 - nd) + tuple(pad)), *d, groups, *o)
-    out = fn(mode, geometry, _np.ascontiguousarray(a), _np.ascontiguousarray(b),
-             None if bias is None else _np.ascontiguousarray(bias))
+            (bias is not None and bias.dtype is not _F32) or _native.function("conv2d_f32") is None:
+        return None     # (before the copies below: without native code they would be waste)
+    geometry = (data_shape[0], data_shape[1], *as_2d(data_shape[2:], 1), num_filter,
+                *as_2d(kernel, 1), *as_2d(stride, 1), *as_2d(pad, 0), *as_2d(dilate, 1), groups,
+                *as_2d(out_spatial, 1))
+    out = _native.call("conv2d_f32", mode, geometry, _np.ascontiguousarray(a),
+                       _np.ascontiguousarray(b),
+                       None if bias is None else _np.ascontiguousarray(bias))
     if out is None or nd == 2:
         return out
     return out.reshape(out.shape[:2] + out.shape[3:])     # drop the row axis again

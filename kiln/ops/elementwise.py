@@ -232,11 +232,9 @@ def _multiply(a, b):
     """NumPy's multiply; float32 times a bool mask of its shape (relu's gradient, g * (y > 0))
     in one native pass where NumPy first casts the mask: 6 us instead of 30 for 256x256."""
     if b.dtype is _BOOL and a.dtype is _F32:
-        fn = _native.function("multiply_mask_f32")
-        if fn is not None:
-            r = fn(a, b)
-            if r is not None:
-                return r
+        r = _native.call("multiply_mask_f32", a, b)
+        if r is not None:
+            return r
     return _np.multiply(a, b)
 
 

@@ -606,8 +606,7 @@ def _native_ce(data, label, ct, axis):
     and NumPy computes. 6 us instead of 35 for 256 rows of 10 classes, each way."""
     if data.ndim != 2 or axis not in (-1, 1):
         return None
-    fn = _native.function("softmax_ce_f32")
-    return None if fn is None else fn(data, label, ct)
+    return _native.call("softmax_ce_f32", data, label, ct)
 
 
 def _ce_infer_index(data, label, axis, op):

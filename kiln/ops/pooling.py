@@ -27,7 +27,7 @@ from ..ndarray import apply
 from .registry import Aval, Op
 from . import _native
 from . import elementwise as _ew
-from .conv import _LAYOUTS, check_layout, spatial_tuple
+from .conv import _LAYOUTS, as_2d, check_layout, spatial_tuple
 
 __all__ = ["pooling"]
 
@@ -255,18 +255,15 @@ def _native_pool(x, k, s, p, out, pool_type, count_include_pad, g=None, y=None):
     (kiln_pool2d_f32 and its backward), or None where it does not apply. Eagerly the NumPy
     loops over the window's offsets took 7 of 44 ms of a LeNet training step at batch 256."""
     nd = len(k)
-    if nd not in (1, 2) or x.dtype is not _F32 or (g is not None and g.dtype is not _F32):
-        return None
-    fn = _native.function("pool2d_f32")
-    if fn is None:
-        return None
-    lead = (1,) * (2 - nd)                   # 1-D as 2-D pooling of one row
-    spatial = lead + tuple(x.shape[2:])
-    geometry = (x.shape[0], x.shape[1], *spatial, *(lead + tuple(k)), *(lead + tuple(s)),
-                *((0,) * (2 - nd) + tuple(p)), *(lead + tuple(out)))
-    r = fn(geometry, _NATIVE_TYPES[pool_type], int(bool(count_include_pad)),
-           _np.ascontiguousarray(x), None if g is None else _np.ascontiguousarray(g),
-           None if y is None else _np.ascontiguousarray(y))
+    if nd not in (1, 2) or x.dtype is not _F32 or (g is not None and g.dtype is not _F32) or \
+            _native.function("pool2d_f32") is None:
+        return None     # (before the copies below: without native code they would be waste)
+    geometry = (x.shape[0], x.shape[1], *as_2d(x.shape[2:], 1), *as_2d(k, 1), *as_2d(s, 1),
+                *as_2d(p, 0), *as_2d(out, 1))           # 1-D as 2-D pooling of one row
+    r = _native.call("pool2d_f32", geometry, _NATIVE_TYPES[pool_type],
+                     int(bool(count_include_pad)), _np.ascontiguousarray(x),
+                     None if g is None else _np.ascontiguousarray(g),
+                     None if y is None else _np.ascontiguousarray(y))
     if r is None or nd == 2:
         return r
     return r.reshape(r.shape[:2] + r.shape[3:])
