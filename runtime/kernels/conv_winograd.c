@@ -561,11 +561,10 @@ static void run_panels(void *ctx, long lo, long hi) {
 /* Worth it: F(2x2, 3x3) costs 16 products per 4 outputs where the direct kernel costs 36, but
  * the weights' transform (per call) costs about as much as 15 tiles' products per (filter,
  * channel) pair. Measured against the direct kernel (both cores, AVX-512): 1.1-1.8x from 10x10
- * maps (25 tiles) up, level on 14x14 with 128 channels; on maps of 9 to 16 tiles 1.07-1.2x
- * (ResNet's 7x7 layers with 512 channels 1.2x on one thread and on two, whose direct kernel
- * drops 22% of its products; 5x5 and 6x6 maps 1.07-1.1x), and 1.4x slower on 4 tiles (3x3
- * and 4x4 maps). Small convolutions (under 2e7 multiply-adds per image: 16 channels at 56x56,
- * 64 at 20x20) lose to the passes' fixed costs. */
+ * maps (25 tiles) up, level on 14x14 with 128 channels, slower on 7x7 (16 tiles; ResNet's
+ * 512-channel layers, whose 9 MiB of weights also come from memory). Small convolutions (under
+ * 2e7 multiply-adds per image: 16 channels at 56x56, 64 at 20x20) lose to the passes' fixed
+ * costs. */
 static int winograd_pays(const kiln_conv2d *p) {
     static int enabled = -1;        /* KILN_WINOGRAD=0 turns it off (comparisons, debugging) */
     if (enabled < 0) {
@@ -575,7 +574,7 @@ static int winograd_pays(const kiln_conv2d *p) {
     long tiles = ((p->oh + 1) / 2) * ((p->ow + 1) / 2);
     double macs = 9.0 * p->f * p->c * p->oh * p->ow;
     return enabled && p->kh == 3 && p->kw == 3 && p->sh == 1 && p->sw == 1 && p->dh == 1 &&
-           p->dw == 1 && p->groups == 1 && tiles >= 9 && macs >= 2e7;
+           p->dw == 1 && p->groups == 1 && tiles >= 25 && macs >= 2e7;
 }
 
 /* By panels when all of V stays in L2 (up to 28x28 maps with 128 channels), or when U would
