@@ -562,7 +562,11 @@ static void run_panels(void *ctx, long lo, long hi) {
  * the weights' transform (per call) costs about as much as 15 tiles' products per (filter,
  * channel) pair. Measured against the direct kernel (both cores, AVX-512): 1.1-1.8x from 10x10
  * maps (25 tiles) up, level on 14x14 with 128 channels, slower on 7x7 (16 tiles; ResNet's
- * 512-channel layers, whose 9 MiB of weights also come from memory). Small convolutions (under
+ * 512-channel layers, whose 9 MiB of weights also come from memory). Timed alone, a 7x7 layer
+ * repeating one call with the same weights, Winograd was 1.2x faster on one thread and on two;
+ * inside ResNet-18, where every call's weights come from memory, it made the whole network
+ * 1.02x slower (50 rounds in one process, switched round by round): judge this threshold in
+ * the network (bench W4), not on one layer. Small convolutions (under
  * 2e7 multiply-adds per image: 16 channels at 56x56, 64 at 20x20) lose to the passes' fixed
  * costs. */
 static int winograd_pays(const kiln_conv2d *p) {
