@@ -365,9 +365,11 @@ static void conv_images(void *ctx, long lo, long hi) {
 
 void kiln_conv2d_f32(const kiln_conv2d *p, const float *x, const float *w, const float *scale,
                      const float *bias, const float *residual, float *y, int act) {
-    /* 3x3 stride 1 on maps large enough: Winograd (conv_winograd.c); everything but
+    /* 3x3 stride 1 on maps large enough: Winograd, F(4x4, 3x3) where it pays
+     * (conv_winograd4.c), else F(2x2, 3x3) (conv_winograd.c); everything but
      * depthwise: without a column matrix (conv_shift.c); the paths below remain for depthwise
      * and for when their scratch memory cannot be had */
+    if (kk_conv2d_winograd4(p, x, w, scale, bias, residual, y, act) == 0) return;
     if (kk_conv2d_winograd(p, x, w, scale, bias, residual, y, act) == 0) return;
     if (!(is_depthwise(p) && p->c == p->groups) &&
         kk_conv2d_shift(p, x, w, scale, bias, residual, y, act) == 0)

@@ -135,11 +135,6 @@ static float transform_panel(const wino_job *d, long f0, float *u, long u_stride
     const kiln_conv2d *p = d->p;
     long c_n = p->c, mr = d->mr;
     kk_vf probe = kk_splat(0.0f);
-#if defined(__AVX512F__)
-    const __m512i taps = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32(9));
-#endif
     for (long r = 0; r < mr; r++) {
         const float *wf = d->w + (f0 + r) * c_n * 9;
         for (long cb = 0; cb * KK_VLEN < c_n; cb++) {
@@ -148,16 +143,7 @@ static float transform_panel(const wino_job *d, long f0, float *u, long u_stride
             if (f0 + r >= p->f) {
                 for (int e = 0; e < 16; e++) t[e] = kk_splat(0.0f);
             } else {
-#if defined(__AVX512F__)
-                for (int k = 0; k < 9; k++)
-                    g[k] = (kk_vf)_mm512_mask_i32gather_ps(
-                        _mm512_setzero_ps(), (__mmask16)((1u << n) - 1u), taps, wf + c * 9 + k, 4);
-#else
-                for (int k = 0; k < 9; k++) {
-                    g[k] = kk_splat(0.0f);
-                    for (long i = 0; i < n; i++) g[k][i] = wf[(c + i) * 9 + k];
-                }
-#endif
+                kk_gather_taps(wf, c, n, g);
                 probe += weights_transform(g, t);
             }
             float *dst = u + (cb * mr + r) * KK_VLEN;
@@ -181,15 +167,6 @@ static void transform_weights(void *ctx, long pn0, long pn1) {
  * the input
  * ------------------------------------------------------------------------------------------- */
 
-/* 0 when x[0:n] is finite, NaN otherwise */
-static float finite_probe(const float *x, long n) {
-    kk_vf acc = kk_splat(0.0f);
-    long i = 0;
-    for (; i + KK_VLEN <= n; i += KK_VLEN) acc += kk_load(x + i) * 0.0f;
-    if (i < n) acc += kk_load_n(x + i, n - i) * 0.0f;
-    return kk_hsum(acc);
-}
-
 /* Channel c's padded row of the split image: even columns, then odd, each `pitch` long. */
 static inline const float *split_row(const wino_job *d, long c, long row) {
     return d->split + (c * d->rows + row) * 2 * d->pitch;
@@ -204,7 +181,7 @@ static void split_channels(void *ctx, long c0, long c1) {
     long half = p->pw / 2;
     for (long c = c0; c < c1; c++) {
         const float *xc = d->img + c * p->h * p->w;
-        if (d->img == d->x && finite_probe(xc, p->h * p->w) != 0.0f) {
+        if (d->img == d->x && kk_finite_probe(xc, p->h * p->w) != 0.0f) {
             __atomic_store_n(&d->decline, 1, __ATOMIC_RELAXED);
             return;
         }
@@ -590,16 +567,10 @@ static int choose_order(const kiln_conv2d *p, long ntiles) {
     return v_bytes <= 2.0 * 1024 * 1024 || (u_bytes > 1.5e6 && v_bytes < u_bytes);
 }
 
-/* Filters per panel: `big` or `alt`, whichever leaves the fewest rows of products on zero
- * weights in the busiest thread. By panels each thread takes whole panels, so the count is
- * the panels per thread, rounded up, times the panel's rows (128 filters on two threads: three
- * panels of 24 each, 72 rows, or four of 16, 64 rows); by blocks every item runs every panel.
- * Ties keep the bigger tile, which loads fewer operands per multiply-add. */
+/* Filters per panel (kk_panel_rows): by panels each thread takes whole panels; by blocks
+ * every item runs every panel, as one thread would. */
 static long choose_mr(long f, int by_panels, long big, long alt) {
-    long threads = by_panels ? kiln_get_num_threads() : 1;
-    long rows_big = ((f + big - 1) / big + threads - 1) / threads * big;
-    long rows_alt = ((f + alt - 1) / alt + threads - 1) / threads * alt;
-    return rows_alt < rows_big ? alt : big;
+    return kk_panel_rows(f, by_panels ? kiln_get_num_threads() : 1, big, alt);
 }
 
 /* The order of work, the register tile and the items; scratch memory. Returns -1 without it. */
@@ -668,7 +639,7 @@ int kk_conv2d_winograd(const kiln_conv2d *p, const float *x, const float *w, con
     /* image 0 is checked while it is split; the others now, since a decline must come before
      * any output is written (y may be the residual) */
     for (long img = 1; img < p->n; img++)
-        if (finite_probe(x + img * chw, chw) != 0.0f) return -1;
+        if (kk_finite_probe(x + img * chw, chw) != 0.0f) return -1;
     for (long img = 0; img < p->n; img++) {
         d.img = x + img * chw;
         d.out = y + img * p->f * ohw;

@@ -1,5 +1,5 @@
-/* kk_conv.h: internal convolution entry points and helpers shared by conv.c, conv_shift.c and
- * conv_winograd.c (not part of the API). */
+/* kk_conv.h: internal convolution entry points and helpers shared by conv.c, conv_shift.c,
+ * conv_winograd.c and conv_winograd4.c (not part of the API). */
 #ifndef KK_CONV_H
 #define KK_CONV_H
 
@@ -18,6 +18,14 @@ int kk_conv2d_shift(const kiln_conv2d *p, const float *x, const float *w, const 
  * NaN, or when scratch memory runs out: then the caller runs another kernel. */
 int kk_conv2d_winograd(const kiln_conv2d *p, const float *x, const float *w, const float *scale,
                        const float *bias, const float *residual, float *y, int act);
+
+/* The same by F(4x4, 3x3) (conv_winograd4.c), for a batch of one on the maps where it pays
+ * (kk_conv2d_winograd4_pays: 1 or 0); a panel of filters with a non-finite weight goes to
+ * kk_conv2d_shift. */
+int kk_conv2d_winograd4(const kiln_conv2d *p, const float *x, const float *w,
+                        const float *scale, const float *bias, const float *residual, float *y,
+                        int act);
+int kk_conv2d_winograd4_pays(const kiln_conv2d *p);
 
 /* The same for image `img` of the batch by the definition (a plain loop, no memory): the
  * fallback when scratch memory runs out. */
@@ -44,6 +52,47 @@ static inline float kk_window_acc(const kiln_conv2d *p, const float *xc, const f
         }
     }
     return acc;
+}
+
+/* The Winograd kernels' shared pieces (conv_winograd.c, conv_winograd4.c). */
+
+/* 0 when x[0:n] is finite, NaN otherwise */
+static inline float kk_finite_probe(const float *x, long n) {
+    kk_vf acc = kk_splat(0.0f);
+    long i = 0;
+    for (; i + KK_VLEN <= n; i += KK_VLEN) acc += kk_load(x + i) * 0.0f;
+    if (i < n) acc += kk_load_n(x + i, n - i) * 0.0f;
+    return kk_hsum(acc);
+}
+
+/* g[k] = tap k of the 3x3 weights of channels [c, c + n) of one filter (wf: its c x 9
+ * weights), a lane per channel, lanes past n zero: one gather per tap with AVX-512, lane by
+ * lane otherwise. */
+static inline void kk_gather_taps(const float *wf, long c, long n, kk_vf g[9]) {
+#if defined(__AVX512F__)
+    const __m512i taps = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(9));
+    for (int k = 0; k < 9; k++)
+        g[k] = (kk_vf)_mm512_mask_i32gather_ps(_mm512_setzero_ps(), (__mmask16)((1u << n) - 1u),
+                                               taps, wf + c * 9 + k, 4);
+#else
+    for (int k = 0; k < 9; k++) {
+        g[k] = kk_splat(0.0f);
+        for (long i = 0; i < n; i++) g[k][i] = wf[(c + i) * 9 + k];
+    }
+#endif
+}
+
+/* Filters per panel, `big` or `alt`, for f filters in panels shared by `threads` threads that
+ * each take whole panels: whichever leaves the fewest rows of products on zero weights in the
+ * busiest thread, that is the panels per thread, rounded up, times the panel's rows (128
+ * filters on two threads: three panels of 24 each, 72 rows, or four of 16, 64 rows). Ties keep
+ * the bigger tile, which loads fewer operands per multiply-add. */
+static inline long kk_panel_rows(long f, long threads, long big, long alt) {
+    long rows_big = ((f + big - 1) / big + threads - 1) / threads * big;
+    long rows_alt = ((f + alt - 1) / alt + threads - 1) / threads * alt;
+    return rows_alt < rows_big ? alt : big;
 }
 
 static inline kk_vf kk_relu_vec(kk_vf v) {

@@ -36,6 +36,7 @@ def lib():
     k.kiln_conv2d_f32.argtypes = [P, P, P, P, P, P, P, ctypes.c_int]
     k.kk_conv2d_winograd.argtypes = k.kiln_conv2d_f32.argtypes
     k.kk_conv2d_shift.argtypes = k.kiln_conv2d_f32.argtypes
+    k.kk_conv2d_winograd4.argtypes = k.kiln_conv2d_f32.argtypes
     k.kiln_conv2d_backward_data_f32.argtypes = [P, P, P, P]
     k.kiln_conv2d_backward_weight_f32.argtypes = [P, P, P, P]
     k.kiln_pool2d_f32.argtypes = [P, P, P]
@@ -358,8 +359,8 @@ def test_winograd_matches_the_definition(lib, geom, threads):
         assert np.abs(y - ref).max() <= 2e-6 * np.abs(ref).max()
         # the epilogue: scale, bias, a residual updated in place, relu
         inplace = res.copy()
-        lib.kiln_conv2d_f32(ctypes.byref(p), ptr(x), ptr(wt), ptr(scale), ptr(bias),
-                            ptr(inplace), ptr(inplace), 1)
+        assert lib.kk_conv2d_winograd(ctypes.byref(p), ptr(x), ptr(wt), ptr(scale), ptr(bias),
+                                      ptr(inplace), ptr(inplace), 1) == 0
         expect = np.maximum(ref * scale[:, None, None] + bias[:, None, None] + res, 0)
         np.testing.assert_allclose(inplace, expect, rtol=1e-5, atol=1e-5)
     finally:
@@ -471,10 +472,128 @@ def test_winograd_non_finite_weight(lib, geom):
     assert lib.kiln_conv2d_init(ctypes.byref(p)) == 0
     wt[7, 2, 1, 1] = np.nan
     y = np.empty(ref.shape, np.float32)
-    lib.kiln_conv2d_f32(ctypes.byref(p), ptr(x), ptr(wt), None, None, None, ptr(y), 0)
+    if lib.kk_conv2d_winograd(ctypes.byref(p), ptr(x), ptr(wt), None, None, None, ptr(y), 0):
+        assert lib.kk_conv2d_shift(ctypes.byref(p), ptr(x), ptr(wt), None, None, None, ptr(y),
+                                   0) == 0
     assert np.isnan(y[:, 7]).all()
     others = np.arange(geom[4]) != 7
     assert np.abs(y[:, others] - ref[:, others]).max() <= 2e-6 * np.abs(ref).max()
+
+
+# Winograd F(4x4, 3x3) (conv_winograd4.c) takes a batch of one's 3x3 stride-1 convolutions on
+# maps of 36 tiles (4x4 outputs each) and more, where F(2x2, 3x3) would run by panels (ResNet's
+# 28x28 layers). (n, c, h, w, f, pad):
+WINOGRAD4_CONVS = [
+    (1, 128, 28, 28, 128, 1),    # ResNet's 28x28 layer: 49 tiles, three blocks and one tile
+    (1, 96, 30, 27, 72, 1),      # odd sizes: the last tile row and column cut; panels of 24
+    (1, 64, 26, 31, 64, 0),      # no padding: 24x29 outputs
+    (1, 64, 24, 22, 80, 2),      # padding 2: 26x24 outputs
+    (1, 64, 20, 40, 64, 1),      # 50 tiles: three blocks and two
+    (1, 64, 16, 52, 64, 1),      # 52 tiles: three blocks and four
+    (1, 100, 28, 28, 100, 1),    # a short panel and a short block of channels
+]
+
+
+def winograd4(lib, p, x, wt, scale=None, bias=None, res=None, y=None, act=0):
+    return lib.kk_conv2d_winograd4(ctypes.byref(p), ptr(x), ptr(wt),
+                                   None if scale is None else ptr(scale),
+                                   None if bias is None else ptr(bias),
+                                   None if res is None else ptr(res), ptr(y), act)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("geom", WINOGRAD4_CONVS)
+def test_winograd4_matches_the_definition(lib, geom, threads):
+    p, x, wt, ref = winograd_case(geom)
+    assert lib.kiln_conv2d_init(ctypes.byref(p)) == 0
+    f = geom[4]
+    scale, bias, res = rand(f, seed=3), rand(f, seed=2), rand(*ref.shape, seed=5)
+    lib.kiln_set_num_threads(threads)
+    try:
+        y = np.full(ref.shape, np.nan, np.float32)
+        assert winograd4(lib, p, x, wt, y=y) == 0
+        # float64 reference: F(4x4, 3x3) rounds about ten times as much as F(2x2, 3x3)
+        # (6e-6 to 9e-6 of the largest output here); the bound is 2e-5
+        assert np.abs(y - ref).max() <= 2e-5 * np.abs(ref).max()
+        # the epilogue: scale, bias, a residual updated in place, relu
+        inplace = res.copy()
+        assert winograd4(lib, p, x, wt, scale, bias, inplace, inplace, 1) == 0
+        expect = np.maximum(ref * scale[:, None, None] + bias[:, None, None] + res, 0)
+        np.testing.assert_allclose(inplace, expect, rtol=1e-4, atol=1e-4)
+        # kiln_conv2d_f32 takes this kernel for these convolutions
+        direct = np.empty(ref.shape, np.float32)
+        lib.kiln_conv2d_f32(ctypes.byref(p), ptr(x), ptr(wt), None, None, None, ptr(direct), 0)
+        assert np.array_equal(direct, y)
+    finally:
+        lib.kiln_set_num_threads(0)
+
+
+@pytest.mark.parametrize("geom", [WINOGRAD4_CONVS[0], WINOGRAD4_CONVS[5]])
+def test_winograd4_results_do_not_depend_on_threads(lib, geom):
+    p, x, wt, ref = winograd_case(geom)
+    assert lib.kiln_conv2d_init(ctypes.byref(p)) == 0
+    outs = []
+    try:
+        for threads in (1, 2, 3):
+            lib.kiln_set_num_threads(threads)
+            y = np.empty(ref.shape, np.float32)
+            assert winograd4(lib, p, x, wt, y=y) == 0
+            outs.append(y)
+    finally:
+        lib.kiln_set_num_threads(0)
+    assert all(np.array_equal(outs[0], y) for y in outs[1:])
+
+
+@pytest.mark.parametrize("geom", [
+    (2, 128, 28, 28, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1),   # a batch of two
+    (1, 256, 14, 14, 256, 3, 3, 1, 1, 1, 1, 1, 1, 1),   # 16 tiles: F(2x2, 3x3) was faster
+    (1, 64, 56, 56, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1),     # F(2x2, 3x3) by blocks was faster
+    (1, 128, 28, 28, 128, 3, 3, 2, 2, 1, 1, 1, 1, 1),   # stride 2
+    (1, 128, 28, 28, 128, 3, 3, 1, 1, 2, 2, 2, 2, 1),   # dilation 2
+    (1, 128, 28, 28, 128, 3, 3, 1, 1, 1, 1, 1, 1, 2),   # groups
+    (1, 16, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1),     # too little work
+])
+def test_winograd4_declines_what_it_does_not_take(lib, geom):
+    p = Conv2d(*geom, 0, 0)
+    assert lib.kiln_conv2d_init(ctypes.byref(p)) == 0
+    n, c, h, w, f = geom[:5]
+    x, wt = rand(n, c, h, w), rand(f, c // geom[13], geom[5], geom[6], seed=1)
+    y = np.full((n, f, p.oh, p.ow), 7.0, np.float32)
+    assert winograd4(lib, p, x, wt, y=y) == -1
+    assert (y == 7.0).all()
+
+
+def test_winograd4_declines_a_non_finite_input(lib):
+    """As F(2x2, 3x3): an inf or a NaN would reach outputs outside its window through the
+    transforms, so the call is declined with y untouched (kiln_conv2d_f32 then runs the direct
+    kernel, which keeps it in its window)."""
+    p, x, wt, _ = winograd_case(WINOGRAD4_CONVS[0])
+    assert lib.kiln_conv2d_init(ctypes.byref(p)) == 0
+    for bad in (np.nan, np.inf):
+        x2 = x.copy()
+        x2[0, 100, 27, 3] = bad
+        y = np.full((1, 128, 28, 28), 7.0, np.float32)
+        assert winograd4(lib, p, x2, wt, y=y) == -1
+        assert (y == 7.0).all()
+        lib.kiln_conv2d_f32(ctypes.byref(p), ptr(x2), ptr(wt), None, None, None, ptr(y), 0)
+        window = np.zeros((28, 28), bool)
+        window[26:28, 2:5] = True
+        assert not np.isfinite(y[0]).all(axis=0)[window].any()
+        assert np.isfinite(y[0][:, ~window]).all()
+
+
+def test_winograd4_non_finite_weight(lib):
+    """A NaN weight: its panel of filters runs the direct kernel after the others, so that
+    filter's outputs are all NaN and every other filter's are right."""
+    p, x, wt, ref = winograd_case(WINOGRAD4_CONVS[1])
+    assert lib.kiln_conv2d_init(ctypes.byref(p)) == 0
+    wt[30, 2, 1, 1] = np.nan
+    res = rand(*ref.shape, seed=5)
+    y = res.copy()
+    assert winograd4(lib, p, x, wt, res=y, y=y) == 0      # with a residual, in place
+    assert np.isnan(y[:, 30]).all()
+    others = np.arange(72) != 30
+    assert np.abs(y[:, others] - (ref + res)[:, others]).max() <= 2e-5 * np.abs(ref).max()
 
 
 class Pool2d(ctypes.Structure):

@@ -1,7 +1,7 @@
 /* conv_check.c: kiln_conv2d_f32 on random geometries (batch, groups, kernel, stride, dilation,
  * padding, threads, activation, residual) against the definition, a direct loop in double. The
- * first cases are fixed 3x3 stride-1 geometries large enough for Winograd (conv_winograd.c),
- * which the random ones, a few channels each, never reach.
+ * first cases are fixed 3x3 stride-1 geometries large enough for Winograd (conv_winograd.c,
+ * conv_winograd4.c), which the random ones, a few channels each, never reach.
  * tests/backend/test_native_kernels_sanitize.py builds it with the kernels under AddressSanitizer
  * and UndefinedBehaviorSanitizer, with and without -march=native.
  *
@@ -27,8 +27,9 @@ static long pick(long lo, long hi) {
 
 static float frand(void) { return (float)((double)(next() % 2000001) / 1e6 - 1.0); }
 
-/* (n, c, h, w, f, pad): by panels; by blocks; by blocks with the panels split (two threads);
- * odd sizes with padding 2; by panels with a last block of one tile, and of two */
+/* (n, c, h, w, f, pad): F(4x4, 3x3) (42 tiles); by blocks; by blocks with the panels split
+ * (two threads); odd sizes with padding 2; by panels with a last block of one tile, and of
+ * two */
 static const long WINOGRAD[][6] = {
     {1, 64, 22, 26, 64, 1}, {1, 64, 50, 50, 24, 1}, {1, 160, 40, 40, 24, 1}, {2, 64, 21, 23, 64, 2},
     {1, 144, 18, 18, 64, 1}, {1, 128, 10, 20, 100, 1},
