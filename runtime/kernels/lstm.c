@@ -8,9 +8,9 @@
  * Forward: one GEMM projects every step's input at once into `gates` (T, N, 4H); each step
  * then adds h @ w_hh^T into its slice (one GEMM, accumulating) and one pass over the rows turns
  * the pre-activations into the activations in place, writing the cell state and the output.
- * Backward: one reverse pass per step (the gates' gradient from the activations, then one GEMM
- * for the gradient of the previous state), then three large GEMMs for dx, dW_ih, dW_hh with
- * every step at once, and the bias gradient as column sums. Every GEMM is kiln_sgemm (BLAS
+ * Backward: one reverse pass per step (the gates' gradient from the activations, summed into
+ * the bias gradient by row, then one GEMM for the gradient of the previous state), then three
+ * large GEMMs for dx, dW_ih, dW_hh with every step at once. Every GEMM is kiln_sgemm (BLAS
  * blocks or the built-in kernels on the pool); the row passes run on the pool too. A batch of
  * 8 rows per thread or more runs the steps of both passes per block of rows instead, one block
  * per thread (fwd_sequence, bwd_sequence): two pool jobs per pass instead of two per step.
@@ -141,6 +141,7 @@ typedef struct {
     const float *dh;                         /* (N, H): the state's gradient */
     float *dc;                               /* (N, H): the cell's, in and out */
     float *d_pre;                            /* (N, 4H) */
+    float *db;                               /* (N, 4H): each row's d_pre summed over steps */
 } bwd_job;
 
 static void bwd_rows(void *ctx, long r0, long r1) {
@@ -155,16 +156,24 @@ static void bwd_rows(void *ctx, long r0, long r1) {
         float *restrict dc = d->dc + r * h;
         float *restrict di = d->d_pre + r * 4 * h, *restrict df = di + h;
         float *restrict du = di + 2 * h, *restrict dout = di + 3 * h;
+        float *restrict bi = d->db + r * 4 * h, *restrict bf = bi + h;
+        float *restrict bu = bi + 2 * h, *restrict bo = bi + 3 * h;
 #pragma omp simd
         for (long j = 0; j < h; j++) {
             float i = gi[j], f = gf[j], u = gu[j], o = go[j];
             float tc = kiln_tanhf(c[j]);
             float dhj = dh[j] + dy[j];
             float dcj = dc[j] + dhj * o * (1.0f - tc * tc);
-            di[j] = dcj * u * i * (1.0f - i);
-            df[j] = dcj * cp[j] * f * (1.0f - f);
-            du[j] = dcj * i * (1.0f - u * u);
-            dout[j] = dhj * tc * o * (1.0f - o);
+            float gi_ = dcj * u * i * (1.0f - i), gf_ = dcj * cp[j] * f * (1.0f - f);
+            float gu_ = dcj * i * (1.0f - u * u), go_ = dhj * tc * o * (1.0f - o);
+            di[j] = gi_;
+            df[j] = gf_;
+            du[j] = gu_;
+            dout[j] = go_;
+            bi[j] += gi_;
+            bf[j] += gf_;
+            bu[j] += gu_;
+            bo[j] += go_;
             dc[j] = dcj * f;
         }
     }
@@ -175,6 +184,7 @@ typedef struct {
     int reverse;
     const float *w_hh, *c0, *dy, *gates, *cells;
     float *dh, *dc, *d_pre;    /* dh0 and dc0: the running gradients of the state */
+    float *db;                 /* (N, 4H), zero: the bias gradient by row (see bwd_job) */
 } bwd_seq_job;
 
 /* Rows [r0, r1) of the batch back through every step (as fwd_sequence). */
@@ -188,7 +198,7 @@ static void bwd_sequence(void *ctx, long r0, long r1) {
         const float *cp = first ? d->c0 : d->cells + tp * nh;
         float *dp = d->d_pre + t * n * g4;
         bwd_job bj = {h, d->gates + t * n * g4, d->cells + t * nh, cp, d->dy + t * nh, d->dh,
-                      d->dc, dp};
+                      d->dc, dp, d->db};
         if (rows == n)
             kiln_parallel_for(bwd_rows, &bj, n, row_grain(h));
         else
@@ -196,22 +206,6 @@ static void bwd_sequence(void *ctx, long r0, long r1) {
         kiln_sgemm(0, 0, rows, h, g4, 1.0f, dp + r0 * g4, g4, d->w_hh, h, 0.0f, d->dh + r0 * h,
                    h);
     }
-}
-
-typedef struct {
-    const float *d_pre;
-    long rows, cols;
-    float *db_ih, *db_hh;
-} colsum_job;
-
-static void colsum_range(void *ctx, long j0, long j1) {
-    const colsum_job *d = (const colsum_job *)ctx;
-    for (long j = j0; j < j1; j++) d->db_ih[j] = 0.0f;
-    for (long r = 0; r < d->rows; r++) {
-        const float *row = d->d_pre + r * d->cols;
-        for (long j = j0; j < j1; j++) d->db_ih[j] += row[j];
-    }
-    memcpy(d->db_hh + j0, d->db_ih + j0, (size_t)(j1 - j0) * sizeof(float));
 }
 
 int kiln_lstm_backward_f32(long t_len, long n, long in, long h, const float *dy,
@@ -232,11 +226,16 @@ int kiln_lstm_backward_f32(long t_len, long n, long in, long h, const float *dy,
         return 0;
     }
     /* the calling thread's scratch (slot 3; the GEMM owns 0 and 1): kept between calls, so
-     * a training loop does not fault in fresh pages for it at every step */
-    float *d_pre = (float *)kiln_scratch(3, (size_t)(t_len * n * g4) * sizeof(float));
+     * a training loop does not fault in fresh pages for it at every step; then the bias
+     * gradient by row, summed over the steps as each step's pass computes d_pre (a separate
+     * pass over d_pre afterwards took 3% of the backward, bench/lstm.py's sizes) */
+    float *d_pre = (float *)kiln_scratch(3, (size_t)((t_len + 1) * n * g4) * sizeof(float));
     if (!d_pre) return -1;
+    float *db_rows = d_pre + t_len * n * g4;
+    memset(db_rows, 0, (size_t)(n * g4) * sizeof(float));
     /* dh0 / dc0 carry the running gradients of the state through the steps */
-    bwd_seq_job bj = {t_len, n, h, reverse, w_hh, c0, dy, gates, cells, dh0, dc0, d_pre};
+    bwd_seq_job bj = {t_len, n, h, reverse, w_hh, c0, dy, gates, cells, dh0, dc0, d_pre,
+                      db_rows};
     if (by_rows(n))
         kk_parallel_for_chunks(bwd_sequence, &bj, n, BATCH_ROWS, 1);
     else
@@ -254,7 +253,9 @@ int kiln_lstm_backward_f32(long t_len, long n, long in, long h, const float *dy,
         beta = 1.0f;
     }
     kiln_sgemm(1, 0, g4, h, n, 1.0f, d_first, g4, h0, h, beta, dw_hh, h);
-    colsum_job cs = {d_pre, t_len * n, g4, db_ih, db_hh};
-    kiln_parallel_for(colsum_range, &cs, g4, 64);
+    memcpy(db_ih, db_rows, (size_t)g4 * sizeof(float));
+    for (long r = 1; r < n; r++)
+        for (long j = 0; j < g4; j++) db_ih[j] += db_rows[r * g4 + j];
+    memcpy(db_hh, db_ih, (size_t)g4 * sizeof(float));
     return 0;
 }
