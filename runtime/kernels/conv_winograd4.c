@@ -418,16 +418,8 @@ int kk_conv2d_winograd4_pays(const kiln_conv2d *p) {
 int kk_conv2d_winograd4(const kiln_conv2d *p, const float *x, const float *w, const float *scale,
                         const float *bias, const float *residual, float *y, int act) {
     if (!kk_conv2d_winograd4_pays(p)) return -1;
-    w4_job d;
-    memset(&d, 0, sizeof d);
-    d.p = p;
-    d.x = x;
-    d.w = w;
-    d.scale = scale;
-    d.bias = bias;
-    d.res = residual;
-    d.y = y;
-    d.act = act;
+    w4_job d = {.p = p, .x = x, .w = w, .scale = scale, .bias = bias, .res = residual, .y = y,
+                .act = act};
     d.th = (p->oh + 3) / 4;
     d.tw = (p->ow + 3) / 4;
     d.ntiles = d.th * d.tw;
