@@ -207,17 +207,48 @@ static void transform_block(const w4_job *d, long c, const segment *seg, int nse
     }
 }
 
+/* r[s pitch + q] = padded[4 q + s] for q < pitch (the four column residues of a padded row),
+ * padded[i] = x[i - pw] for pw <= i < pw + w, else 0. With AVX-512, 64 padded values at a
+ * time: masked loads (the padding's lanes are not read), then two rounds of splitting into
+ * even and odd lanes. The row built in memory and split with three calls took 45 ns a row,
+ * most of the split. */
+static void split_residues(const float *x, long w, long pw, float *r, long pitch) {
+#if defined(__AVX512F__)
+    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28,
+                                         30);
+    const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29,
+                                         31);
+    for (long q0 = 0; q0 < pitch; q0 += 16) {
+        __m512 v[4];
+        for (int k = 0; k < 4; k++) {
+            long i0 = 4 * q0 + 16 * k;                 /* padded index of lane 0 */
+            long lo = KK_MIN(KK_MAX(pw - i0, 0), 16), hi = KK_MIN(KK_MAX(pw + w - i0, 0), 16);
+            __mmask16 m = (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+            v[k] = _mm512_maskz_loadu_ps(m, x + i0 - pw);
+        }
+        __m512 e01 = _mm512_permutex2var_ps(v[0], ie, v[1]);
+        __m512 o01 = _mm512_permutex2var_ps(v[0], io, v[1]);
+        __m512 e23 = _mm512_permutex2var_ps(v[2], ie, v[3]);
+        __m512 o23 = _mm512_permutex2var_ps(v[2], io, v[3]);
+        __mmask16 n = (__mmask16)((1u << KK_MIN(16, pitch - q0)) - 1u);
+        _mm512_mask_storeu_ps(r + q0, n, _mm512_permutex2var_ps(e01, ie, e23));
+        _mm512_mask_storeu_ps(r + 2 * pitch + q0, n, _mm512_permutex2var_ps(e01, io, e23));
+        _mm512_mask_storeu_ps(r + pitch + q0, n, _mm512_permutex2var_ps(o01, ie, o23));
+        _mm512_mask_storeu_ps(r + 3 * pitch + q0, n, _mm512_permutex2var_ps(o01, io, o23));
+    }
+#else
+    memset(r, 0, (size_t)(4 * pitch) * sizeof(float));
+    for (long ix = 0; ix < w; ix++) {
+        long q = ix + pw;
+        if (q < 4 * pitch) r[(q & 3) * pitch + (q >> 2)] = x[ix];
+    }
+#endif
+}
+
 /* Channels [c0, c1): the split image, then their V in every block. */
 static void split_and_transform(void *ctx, long c0, long c1) {
     w4_job *d = (w4_job *)ctx;
     const kiln_conv2d *p = d->p;
-    long wp = 4 * d->pitch;
-    float *row = (float *)kiln_scratch(0, (size_t)(2 * wp + 2 * KK_VLEN) * sizeof(float));
-    if (!row) {
-        __atomic_store_n(&d->decline, 1, __ATOMIC_RELAXED);
-        return;
-    }
-    float *half = row + wp + KK_VLEN;
     for (long c = c0; c < c1; c++) {
         const float *xc = d->x + c * p->h * p->w;
         if (kk_finite_probe(xc, p->h * p->w) != 0.0f) {
@@ -231,13 +262,7 @@ static void split_and_transform(void *ctx, long c0, long c1) {
                 memset(r0, 0, (size_t)(4 * d->pitch) * sizeof(float));
                 continue;
             }
-            /* the padded row, then its even and odd columns, then each of those split again:
-             * residues 0 and 2 from the even ones, 1 and 3 from the odd */
-            memset(row, 0, (size_t)wp * sizeof(float));
-            memcpy(row + p->pw, xc + iy * p->w, (size_t)p->w * sizeof(float));
-            kk_deinterleave(row, wp, half, half + wp / 2);
-            kk_deinterleave(half, wp / 2, r0, r0 + 2 * d->pitch);
-            kk_deinterleave(half + wp / 2, wp / 2, r0 + d->pitch, r0 + 3 * d->pitch);
+            split_residues(xc + iy * p->w, p->w, p->pw, r0, d->pitch);
         }
     }
     for (long b = 0; b < d->blocks; b++) {
@@ -397,9 +422,10 @@ static long tiles_of(const kiln_conv2d *p) { return ((p->oh + 3) / 4) * ((p->ow 
 
 /* A batch of one (V of one image stays in L2) on maps of 36 tiles and more where F(2x2, 3x3)
  * would run by panels too. Against F(2x2, 3x3), both cores: ResNet-18's 28x28 layer with 128
- * channels 0.74 of its time alone, the whole network 0.95 (bench/revs_ab.py); its 14x14
- * layers (16 tiles, the weights' transform, 36 elements per pair, weighs more) 1.02x and its
- * 56x56 layers (F(2x2, 3x3) by blocks) 1.07x slower. */
+ * channels 0.66 of its time alone, the whole network 0.95-0.98 (bench/revs_ab.py, 41 rounds);
+ * its 14x14 layers (16 tiles, where the weights' transform, 36 elements per pair, weighs more)
+ * 1.02x slower alone. Its 56x56 layers (F(2x2, 3x3) by blocks) were 0.93 of their time
+ * alone, yet the network ran 1.04x slower with them (V, 1.9 MiB, fills L2), so they stay. */
 int kk_conv2d_winograd4_pays(const kiln_conv2d *p) {
     static int enabled = -1;        /* KILN_WINOGRAD4=0 turns it off, KILN_WINOGRAD=0 both */
     if (enabled < 0) {
@@ -425,9 +451,10 @@ int kk_conv2d_winograd4(const kiln_conv2d *p, const float *x, const float *w, co
     d.ntiles = d.th * d.tw;
     d.blocks = (d.ntiles + NB - 1) / NB;
     d.rows = 4 * d.th + 2;
-    /* loads reach residue column tw + 1 + KK_VLEN; the padded row is 4 pitch wide */
-    long cols = KK_MAX(d.tw + 2 + KK_VLEN, (p->w + 2 * p->pw + 3) / 4 + 1);
-    d.pitch = (cols + KK_VLEN - 1) / KK_VLEN * KK_VLEN;
+    /* the tiles read residue columns up to tw (load_lanes reads only its lanes); the split
+     * image is then about the input's size (padded to whole vectors, it was 2-4x, and writing
+     * it cost more than splitting) */
+    d.pitch = d.tw + 2;
     d.mr = kk_panel_rows(p->f, kiln_get_num_threads(), MR_BIG, MR_ALT);
     d.panels = (p->f + d.mr - 1) / d.mr;
     d.vplane = p->c * NB + 16;
