@@ -196,36 +196,39 @@ static void split_channels(void *ctx, long c0, long c1) {
     }
 }
 
-/* v[(e c_n + c) nb + j - j0] = (B^T d B)[e] of tiles j in [j0, j1), channels [c0, c1): a
- * vector of tiles of one tile row at a time, their patch columns four unaligned loads of the
- * split rows. Tiles j1 - j0 to nb are zeroed (computed and dropped). */
+/* v[(e c_n + c) nb + j - j0] = (B^T d B)[e] of tiles j in [j0, j1), channels [c0, c1), a
+ * vector of tiles at a time, gathered from the tile rows it spans (kk_tile_runs): their patch
+ * columns are four masked loads of each run's split rows. Lanes past j1 - j0 are zero. */
 static void transform_block(const wino_job *d, long j0, long j1, long c0, long c1, float *v) {
     long nb = d->nb, plane = d->vplane;
-    for (long c = c0; c < c1; c++) {
-        for (long j = j0; j < j1;) {
-            long ty = j / d->tw, tx = j - ty * d->tw;
-            long n = KK_MIN(KK_MIN(KK_VLEN, d->tw - tx), j1 - j);
+    for (long h = 0; h < nb; h += KK_VLEN) {
+        kk_tile_run run[KK_VLEN];
+        int nrun = kk_tile_runs(KK_MIN(j0 + h, j1), KK_MIN(j0 + h + KK_VLEN, j1), d->tw, run);
+        for (long c = c0; c < c1; c++) {
             kk_vf t[4][4];
             for (int i = 0; i < 4; i++) {      /* d B, a patch row at a time */
-                const float *e = split_row(d, c, 2 * ty + i) + tx, *o = e + d->pitch;
-                kk_vf d0 = kk_load(e), d1 = kk_load(o), d2 = kk_load(e + 1), d3 = kk_load(o + 1);
+                kk_vf d0 = kk_splat(0.0f), d1 = d0, d2 = d0, d3 = d0;
+                for (int q = 0; q < nrun; q++) {
+                    long lo = run[q].lo, hi = run[q].hi;
+                    const float *e = split_row(d, c, 2 * run[q].ty + i) + run[q].tx0 - lo;
+                    const float *o = e + d->pitch;
+                    d0 = kk_load_lanes(d0, e, lo, hi);
+                    d1 = kk_load_lanes(d1, o, lo, hi);
+                    d2 = kk_load_lanes(d2, e + 1, lo, hi);
+                    d3 = kk_load_lanes(d3, o + 1, lo, hi);
+                }
                 t[i][0] = d0 - d2;
                 t[i][1] = d1 + d2;
                 t[i][2] = d2 - d1;
                 t[i][3] = d1 - d3;
             }
-            float *dst = v + c * nb + (j - j0);
+            float *dst = v + c * nb + h;
             for (int k = 0; k < 4; k++) {      /* B^T (d B) */
                 kk_vf col[4] = {t[0][k] - t[2][k], t[1][k] + t[2][k], t[2][k] - t[1][k],
                                 t[1][k] - t[3][k]};
-                for (int i = 0; i < 4; i++) kk_store_n(dst + (i * 4 + k) * plane, col[i], n);
+                for (int i = 0; i < 4; i++) kk_store(dst + (i * 4 + k) * plane, col[i]);
             }
-            j += n;
         }
-        if (j1 - j0 < nb)
-            for (int e = 0; e < 16; e++)
-                memset(v + e * plane + c * nb + (j1 - j0), 0,
-                       (size_t)(nb - (j1 - j0)) * sizeof(float));
     }
 }
 
@@ -236,9 +239,10 @@ static inline float *v_of_block(const wino_job *d, long blk) {
 static void few_tiles_v(const wino_job *d, long c0, long c1);
 
 /* When V of every block is kept: channels [c0, c1) split, then their V in every block (and of
- * the last block's few tiles by tile, when it has few), by the thread that split them. Split by channels and transformed by blocks (two jobs), a block's
- * transform read half its channels' split rows from the other core's cache, and on two threads
- * the pair took as long as on one (the 28x28 layer with 128 channels: 197 us against 193). */
+ * the last block's few tiles by tile, when it has few), by the thread that split them. Split
+ * by channels and transformed by blocks (two jobs), a block's transform read half its
+ * channels' split rows from the other core's cache, and on two threads the pair took as long
+ * as on one (the 28x28 layer with 128 channels: 197 us against 193). */
 static void split_and_transform(void *ctx, long c0, long c1) {
     wino_job *d = (wino_job *)ctx;
     split_channels(d, c0, c1);
@@ -579,9 +583,9 @@ static int plan(wino_job *d, const kiln_conv2d *p) {
     d->tw = (p->ow + 1) / 2;
     d->ntiles = d->th * d->tw;
     d->rows = 2 * d->th + 2;
-    /* the loads reach column tx + KK_VLEN of the split rows, tx < tw rounded up */
-    long cols = KK_MAX((d->tw + KK_VLEN - 1) / KK_VLEN * KK_VLEN + 1, (p->w + p->pw) / 2 + 2);
-    d->pitch = (cols + KK_VLEN - 1) / KK_VLEN * KK_VLEN;
+    /* the tiles read columns up to tw of the split rows (kk_load_lanes reads only its lanes),
+     * and a row's even and odd columns fill up to (w + pw) / 2 + 1 */
+    d->pitch = KK_MAX(d->tw + 2, (p->w + p->pw) / 2 + 2);
     d->by_panels = choose_order(p, d->ntiles);
     d->mr = d->by_panels ? choose_mr(p->f, 1, 2 * MR, 2 * MR_ALT)
                          : choose_mr(p->f, 0, MR, MR_ALT);

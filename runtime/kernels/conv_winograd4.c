@@ -143,52 +143,22 @@ static inline const float *residue_row(const w4_job *d, long c, long i, int s) {
     return d->split + ((c * d->rows + i) * 4 + s) * d->pitch;
 }
 
-/* The runs of one tile row that make up block b: lanes [lo, hi) are tiles tx0 + (lane - lo)
- * of tile row ty. */
-typedef struct {
-    long ty, tx0, lo, hi;
-} segment;
-
-static int block_segments(const w4_job *d, long b, segment seg[NB]) {
-    long j0 = b * NB, j1 = KK_MIN(j0 + NB, d->ntiles);
-    int nseg = 0;
-    for (long j = j0; j < j1;) {
-        long ty = j / d->tw, tx = j - ty * d->tw, n = KK_MIN(d->tw - tx, j1 - j);
-        seg[nseg++] = (segment){ty, tx, j - j0, j - j0 + n};
-        j += n;
-    }
-    return nseg;
-}
-
-/* lanes [lo, hi) of a vector from p[lo:hi] merged into v (p may point before its row: the
- * other lanes are not read) */
-static inline kk_vf load_lanes(kk_vf v, const float *p, long lo, long hi) {
-#if defined(__AVX512F__)
-    __mmask16 m = (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
-    return (kk_vf)_mm512_mask_loadu_ps((__m512)v, m, p);
-#else
-    for (long l = lo; l < hi; l++) v[l] = p[l];
-    return v;
-#endif
-}
-
-/* V of channel c in the block of segments seg at v (+ e vplane): each lane a tile of the
- * block, gathered from the one to three tile rows it spans, so that each of V's 36 rows is
- * one whole, aligned vector store (stores of part of a line per tile row made the transform
- * 2-5x slower: the lines were read back from L2 to be completed) */
-static void transform_block(const w4_job *d, long c, const segment *seg, int nseg, float *v,
-                            float *vt) {
+/* V of channel c in the block of tile runs `run` at v (+ e vplane), a lane per tile, each of
+ * V's 36 rows one vector store (see kk_tile_runs); and by tile into vt when given. */
+static void transform_block(const w4_job *d, long c, const kk_tile_run *run, int nrun,
+                            float *v, float *vt) {
     kk_vf t[6][6];
 #pragma GCC unroll 6
     for (int i = 0; i < 6; i++) {              /* d B, a patch row at a time */
         kk_vf dr[6];
 #pragma GCC unroll 6
         for (int k = 0; k < 6; k++) dr[k] = kk_splat(0.0f);
-        for (int sg = 0; sg < nseg; sg++) {
-            const float *r = residue_row(d, c, 4 * seg[sg].ty + i, 0) + seg[sg].tx0 - seg[sg].lo;
+        for (int q = 0; q < nrun; q++) {
+            const float *r = residue_row(d, c, 4 * run[q].ty + i, 0) + run[q].tx0 - run[q].lo;
 #pragma GCC unroll 6
             for (int k = 0; k < 6; k++)
-                dr[k] = load_lanes(dr[k], r + (k % 4) * d->pitch + k / 4, seg[sg].lo, seg[sg].hi);
+                dr[k] = kk_load_lanes(dr[k], r + (k % 4) * d->pitch + k / 4, run[q].lo,
+                                      run[q].hi);
         }
         input_1d(dr, t[i]);
     }
@@ -266,11 +236,11 @@ static void split_and_transform(void *ctx, long c0, long c1) {
         }
     }
     for (long b = 0; b < d->blocks; b++) {
-        segment seg[NB];
-        int nseg = block_segments(d, b, seg);
+        kk_tile_run run[NB];
+        int nrun = kk_tile_runs(b * NB, KK_MIN((b + 1) * NB, d->ntiles), d->tw, run);
         float *vt = d->few && b == d->blocks - 1 ? d->vt : NULL;
         for (long c = c0; c < c1; c++)
-            transform_block(d, c, seg, nseg, d->v + b * E * d->vplane + c * NB, vt);
+            transform_block(d, c, run, nrun, d->v + b * E * d->vplane + c * NB, vt);
     }
     if (d->few && c1 == d->p->c) {    /* channels past the last: zero (U's are, too) */
         long cpad = cblocks(d) * KK_VLEN;

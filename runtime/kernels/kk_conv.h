@@ -84,6 +84,38 @@ static inline void kk_gather_taps(const float *wf, long c, long n, kk_vf g[9]) {
 #endif
 }
 
+/* The runs of tile rows (tw tiles each) that tiles [j0, j1) make up, as lanes of one vector:
+ * lanes [lo, hi) of run r are tiles tx0 + (lane - lo) of tile row ty. A Winograd kernel
+ * gathers a vector of tiles' patch columns from each run's split rows (kk_load_lanes) and
+ * stores each element of their V as one whole vector: stored a tile row at a time, part of a
+ * line each, V's lines were read back from L2 to be completed, and the transform ran 2-5x
+ * slower. Returns the number of runs. */
+typedef struct {
+    long ty, tx0, lo, hi;
+} kk_tile_run;
+
+static inline int kk_tile_runs(long j0, long j1, long tw, kk_tile_run run[KK_VLEN]) {
+    int n = 0;
+    for (long j = j0; j < j1;) {
+        long ty = j / tw, tx = j - ty * tw, len = KK_MIN(tw - tx, j1 - j);
+        run[n++] = (kk_tile_run){ty, tx, j - j0, j - j0 + len};
+        j += len;
+    }
+    return n;
+}
+
+/* v with lanes [lo, hi) from p[lo:hi] (p may point before its row: the other lanes are not
+ * read) */
+static inline kk_vf kk_load_lanes(kk_vf v, const float *p, long lo, long hi) {
+#if defined(__AVX512F__)
+    __mmask16 m = (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+    return (kk_vf)_mm512_mask_loadu_ps((__m512)v, m, p);
+#else
+    for (long l = lo; l < hi; l++) v[l] = p[l];
+    return v;
+#endif
+}
+
 /* Filters per panel, `big` or `alt`, for f filters in panels shared by `threads` threads that
  * each take whole panels: whichever leaves the fewest rows of products on zero weights in the
  * busiest thread, that is the panels per thread, rounded up, times the panel's rows (128
